@@ -1,0 +1,1 @@
+"""Beam pipeline entry points and the `rex` command line."""
