@@ -1,0 +1,266 @@
+"""The embedded DuckDB warehouse: ledger mirror, run ledger, checkpoints, quarantine, reports.
+
+One file, one writer at a time. A capture commits in ONE transaction: changelog rows, the
+current-state tables, quarantine rows, the checkpoint and the run row; a crash before commit
+leaves everything as it was, so running again repairs it.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+from transforms.errors import WarehouseError
+from transforms.ledger_schema import Table, ledger_tables
+from transforms.mod_decoding import METADATA_COLUMNS, qi
+from transforms.quarantine import QUARANTINE_SCHEMA
+from transforms.warehouse import LEDGER_DATASET, OPS_DATASET, partner_dataset
+
+_TS = "_metadata_spanner_commit_timestamp"
+_SEQ = "_metadata_spanner_record_sequence"
+_TXN = "_metadata_spanner_server_transaction_id"
+_MOD = "_metadata_spanner_mod_type"
+
+_OPS_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {OPS_DATASET};
+CREATE TABLE IF NOT EXISTS {OPS_DATASET}.checkpoints (
+  source VARCHAR NOT NULL, committed_through TIMESTAMPTZ NOT NULL, run_id VARCHAR NOT NULL,
+  updated_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS {OPS_DATASET}.runs (
+  run_id VARCHAR NOT NULL, command VARCHAR NOT NULL, status VARCHAR NOT NULL,
+  started_at TIMESTAMPTZ NOT NULL, finished_at TIMESTAMPTZ, source VARCHAR,
+  window_start TIMESTAMPTZ, window_end TIMESTAMPTZ, checkpoint_before TIMESTAMPTZ,
+  checkpoint_after TIMESTAMPTZ, code_version VARCHAR, counts JSON, control_totals JSON,
+  message VARCHAR);
+CREATE TABLE IF NOT EXISTS {OPS_DATASET}.quarantine (
+  quarantine_id VARCHAR NOT NULL, stage VARCHAR NOT NULL, partner VARCHAR, report VARCHAR,
+  table_name VARCHAR, rule VARCHAR NOT NULL, reason VARCHAR NOT NULL, offending_value VARCHAR,
+  commit_timestamp TIMESTAMPTZ, server_transaction_id VARCHAR, record_sequence VARCHAR,
+  raw_record VARCHAR NOT NULL, source VARCHAR, run_id VARCHAR NOT NULL,
+  quarantined_at TIMESTAMPTZ NOT NULL);
+"""
+
+
+@dataclass
+class CaptureResult:
+    """What one capture commit changed, per ledger table."""
+
+    read: dict[str, int] = field(default_factory=dict)  # decoded mods per table
+    applied: dict[str, int] = field(default_factory=dict)  # new changelog rows per table
+    duplicates: dict[str, int] = field(default_factory=dict)  # already mirrored, skipped
+    quarantined: int = 0
+    quarantined_new: int = 0
+
+
+def _table_ddl(t: Table, changelog: bool) -> str:
+    cols = [f"{qi(c.name)} {c.duckdb_type}" for c in t.columns]
+    if changelog:
+        cols += [f"{qi(name)} {typ}" for name, _src, typ in METADATA_COLUMNS]
+    else:
+        cols.append(f"{qi(_TS)} TIMESTAMPTZ")
+    name = f"{t.name}_changelog" if changelog else t.name
+    return f"CREATE TABLE IF NOT EXISTS {LEDGER_DATASET}.{qi(name)} ({', '.join(cols)})"
+
+
+class DuckDbWarehouse:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise WarehouseError(f"warehouse folder {parent} does not exist")
+        try:
+            self.con = duckdb.connect(path)
+        except duckdb.Error as e:
+            raise WarehouseError(f"cannot open warehouse {path}: {str(e).splitlines()[0]}") from e
+        self.ensure_schema()
+
+    @property
+    def uri(self) -> str:
+        return "duckdb:///" + self.path
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- schema -------------------------------------------------------------------------
+    def ensure_schema(self) -> None:
+        con = self.con
+        con.execute(_OPS_DDL)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {LEDGER_DATASET}")
+        for t in ledger_tables().values():
+            con.execute(_table_ddl(t, changelog=True))
+            con.execute(_table_ddl(t, changelog=False))
+
+    # -- reads --------------------------------------------------------------------------
+    def query(self, sql: str, params: list | None = None) -> pa.Table:
+        return self.con.execute(sql, params or []).to_arrow_table()
+
+    def rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        return self.con.execute(sql, params or []).fetchall()
+
+    def read_checkpoint(self, source: str) -> datetime | None:
+        row = self.con.execute(
+            f"SELECT max(committed_through) FROM {OPS_DATASET}.checkpoints WHERE source = ?", [source]
+        ).fetchone()
+        return row[0] if row else None
+
+    # -- capture ------------------------------------------------------------------------
+    def commit_capture(
+        self,
+        staged: dict[str, list[str]],
+        quarantine_files: list[str],
+        source: str,
+        checkpoint: datetime,
+        run: dict,
+    ) -> CaptureResult:
+        """Apply staged Parquet changes, quarantine, checkpoint and run row in one transaction."""
+        con = self.con
+        result = CaptureResult()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name, files in sorted(staged.items()):
+                t = ledger_tables()[name]
+                read, applied = self._apply_table(t, files)
+                result.read[name] = read
+                result.applied[name] = applied
+                result.duplicates[name] = read - applied
+            result.quarantined, result.quarantined_new = self._insert_quarantine(
+                quarantine_files, run["run_id"]
+            )
+            con.execute(f"DELETE FROM {OPS_DATASET}.checkpoints WHERE source = ?", [source])
+            con.execute(
+                f"INSERT INTO {OPS_DATASET}.checkpoints VALUES (?, ?, ?, now())",
+                [source, checkpoint, run["run_id"]],
+            )
+            run = dict(run, checkpoint_after=checkpoint)
+            run["counts"] = dict(run.get("counts") or {}, **_counts_json(result))
+            self._insert_run(run)
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        return result
+
+    def _apply_table(self, t: Table, files: list[str]) -> tuple[int, int]:
+        """Append unseen changes to the changelog, then rebuild current state for their keys.
+
+        A change is identified by (server transaction id, primary key): Spanner emits at most
+        one mod per row per transaction, so re-reading a window finds only duplicates.
+        Current state is recomputed from the whole changelog for the touched keys, so the
+        result is right whatever order windows arrive in.
+        """
+        con = self.con
+        log = f"{LEDGER_DATASET}.{qi(t.name + '_changelog')}"
+        cur = f"{LEDGER_DATASET}.{qi(t.name)}"
+        pk = [qi(k) for k in t.primary_key]
+        ident = [qi(_TXN)] + pk
+        file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _stg AS SELECT DISTINCT ON ({', '.join(ident)}) * "
+            f"FROM read_parquet({file_list})"
+        )
+        read = con.execute("SELECT count(*) FROM _stg").fetchone()[0]
+        on = " AND ".join(f"c.{c} IS NOT DISTINCT FROM s.{c}" for c in ident)
+        cols = ", ".join(qi(c.name) for c in t.columns) + ", " + ", ".join(qi(m[0]) for m in METADATA_COLUMNS)
+        before = con.execute(f"SELECT count(*) FROM {log}").fetchone()[0]
+        con.execute(
+            f"INSERT INTO {log} ({cols}) SELECT {', '.join('s.' + c for c in cols.split(', '))} "
+            f"FROM _stg s WHERE NOT EXISTS (SELECT 1 FROM {log} c WHERE {on})"
+        )
+        applied = con.execute(f"SELECT count(*) FROM {log}").fetchone()[0] - before
+        keys_on = " AND ".join(f"{cur}.{k} = k.{k}" for k in pk)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT DISTINCT {', '.join(pk)} FROM _stg")
+        con.execute(f"DELETE FROM {cur} USING _keys k WHERE {keys_on}")
+        value_cols = ", ".join(qi(c.name) for c in t.columns)
+        con.execute(
+            f"""INSERT INTO {cur} ({value_cols}, {qi(_TS)})
+            SELECT {value_cols}, {qi(_TS)} FROM (
+              SELECT c.*, row_number() OVER (
+                PARTITION BY {', '.join('c.' + k for k in pk)}
+                ORDER BY c.{qi(_TS)} DESC, c.{qi(_SEQ)} DESC, c.{qi(_TXN)} DESC) AS _rn
+              FROM {log} c SEMI JOIN _keys k ON {' AND '.join(f'c.{k} = k.{k}' for k in pk)}
+            ) WHERE _rn = 1 AND {qi(_MOD)} <> 'DELETE'"""
+        )
+        con.execute("DROP TABLE _stg")
+        con.execute("DROP TABLE _keys")
+        return read, applied
+
+    def _insert_quarantine(self, files: list[str], run_id: str) -> tuple[int, int]:
+        if not files:
+            return 0, 0
+        con = self.con
+        file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        cols = ", ".join(qi(f.name) for f in QUARANTINE_SCHEMA)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _q AS SELECT DISTINCT ON (quarantine_id) {cols} "
+            f"FROM read_parquet({file_list})"
+        )
+        total = con.execute("SELECT count(*) FROM _q").fetchone()[0]
+        before = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchone()[0]
+        con.execute(
+            f"INSERT INTO {OPS_DATASET}.quarantine ({cols}, run_id, quarantined_at) "
+            f"SELECT {cols}, ?, now() FROM _q q WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {OPS_DATASET}.quarantine x WHERE x.quarantine_id = q.quarantine_id)",
+            [run_id],
+        )
+        new = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchone()[0] - before
+        con.execute("DROP TABLE _q")
+        return total, new
+
+    # -- runs ---------------------------------------------------------------------------
+    def _insert_run(self, run: dict) -> None:
+        cols = [
+            "run_id", "command", "status", "started_at", "finished_at", "source", "window_start",
+            "window_end", "checkpoint_before", "checkpoint_after", "code_version", "counts",
+            "control_totals", "message",
+        ]
+        values = []
+        for c in cols:
+            v = run.get(c)
+            if c in ("counts", "control_totals") and v is not None:
+                v = json.dumps(v, default=str, sort_keys=True)
+            values.append(v)
+        self.con.execute(
+            f"INSERT INTO {OPS_DATASET}.runs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            values,
+        )
+
+    def record_run(self, run: dict) -> None:
+        """Store a run row outside a capture (reports, failures)."""
+        self._insert_run(run)
+
+    # -- partner reports ----------------------------------------------------------------
+    def replace_partner_table(self, partner_id: str, name: str, data: pa.Table) -> None:
+        """Replace a partner's report table with a freshly built one, atomically."""
+        ds = partner_dataset(partner_id)
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ds}")
+            con.register("_report", data)
+            con.execute(f"CREATE OR REPLACE TABLE {ds}.{qi(name)} AS SELECT * FROM _report")
+            con.unregister("_report")
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+
+def _counts_json(result: CaptureResult) -> dict:
+    return {
+        "mods_decoded": result.read,
+        "changes_applied": result.applied,
+        "duplicates_skipped": result.duplicates,
+        "quarantined": result.quarantined,
+        "quarantined_new": result.quarantined_new,
+    }
