@@ -1,0 +1,195 @@
+"""The `rex` command line: capture the ledger's change stream, build and publish reports.
+
+Errors a person can act on are printed as one line (`rex: ...`) with exit status 1; set
+REX_DEBUG=1 to see the traceback as well.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import traceback
+from datetime import datetime, timezone
+
+import click
+
+from transforms.errors import RexError
+
+BEAM_ARGS_HELP = (
+    "Unrecognised --options are passed to Apache Beam as pipeline options "
+    "(default --runner=FnApiRunner, in-process; e.g. --direct_num_workers=2)."
+)
+
+
+def _parse_ts(_ctx, _param, value):
+    if value is None:
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 timestamp (e.g. 2026-11-30T00:00:00Z)")
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option("0.1.0", prog_name="rex")
+def cli():
+    """Proveniq Reinsurance Exchange: from the insurer's Spanner ledger to reinsurer bordereaux.
+
+    \b
+    Typical flow:
+      rex demo                                  seed, capture and report on embedded defaults
+      rex ledger seed --files DIR               write a synthetic ledger as change records
+      rex capture --ledger DIR|spanner://...    mirror the change stream into the warehouse
+      rex report premium                        publish every reinsurer's premium bordereau
+
+    Nothing reaches beyond this machine unless you point it there (a real Spanner database,
+    --runner=DataflowRunner). The warehouse defaults to the DuckDB file ./rex.duckdb.
+    """
+
+
+@cli.group()
+def ledger():
+    """The ledger itself: schema and synthetic books."""
+
+
+@ledger.command("ddl")
+def ledger_ddl():
+    """Print the ledger's Spanner DDL (tables and the LedgerChanges change stream)."""
+    from transforms.ledger_schema import ddl_text
+
+    click.echo(ddl_text())
+
+
+@ledger.command("seed")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed; same seed, same book.")
+@click.option("--policies", type=click.IntRange(1), default=200, show_default=True, help="Policies to bind.")
+@click.option("--days", type=click.IntRange(1), default=60, show_default=True, help="Days of activity.")
+@click.option("--spanner", "spanner_db", metavar="DB_PATH",
+              help="Write real mutations to projects/P/instances/I/databases/D (created if missing; "
+                   "set SPANNER_EMULATOR_HOST for the emulator).")
+@click.option("--files", "files_dir", type=click.Path(file_okay=False), metavar="DIR",
+              help="Write change-record files (the Gson JSON-lines of the change-streams-to-GCS template).")
+def ledger_seed(seed, policies, days, spanner_db, files_dir):
+    """Write a deterministic synthetic book: reinsurers, treaties, policies, premiums, claims, FX."""
+    from pipelines.seeding import seed_files, seed_spanner
+
+    if bool(spanner_db) == bool(files_dir):
+        raise click.UsageError("give exactly one of --spanner DB_PATH or --files DIR")
+    if files_dir:
+        stats = seed_files(seed, policies, days, files_dir)
+        where = files_dir
+    else:
+        stats = seed_spanner(seed, policies, days, spanner_db)
+        where = spanner_db
+    from pipelines.console import print_seed_stats
+
+    print_seed_stats(stats, where)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             epilog=BEAM_ARGS_HELP)
+@click.option("--ledger", "ledger_uri", required=True, metavar="SOURCE",
+              help="spanner://projects/P/instances/I/databases/D, or a folder of change-record files.")
+@click.option("--warehouse", default="duckdb:///rex.duckdb", show_default=True, metavar="URI",
+              help="Warehouse URI (duckdb:///relative.duckdb or duckdb:////absolute.duckdb).")
+@click.option("--start", callback=_parse_ts, metavar="TS",
+              help="Window start, RFC 3339 (default: the last checkpoint of this source).")
+@click.option("--end", callback=_parse_ts, metavar="TS",
+              help="Window end, RFC 3339 (default: now for Spanner, everything for files).")
+@click.pass_context
+def capture(ctx, ledger_uri, warehouse, start, end):
+    """Mirror the ledger's change records over [start, end] into the warehouse.
+
+    Writes every change to rex_ledger.<Table>_changelog, keeps rex_ledger.<Table> current,
+    quarantines bad records in rex_ops.quarantine and advances rex_ops.checkpoints, all in one
+    transaction. Re-running the same window adds nothing.
+    """
+    from pipelines.capture import run_capture
+    from pipelines.console import print_capture_summary
+
+    summary = run_capture(ledger_uri, warehouse, start, end, beam_args=ctx.args)
+    print_capture_summary(summary)
+
+
+@cli.group()
+def report():
+    """Build and publish partner reports from the warehouse mirror."""
+
+
+@report.command("premium", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+                epilog=BEAM_ARGS_HELP)
+@click.option("--warehouse", default="duckdb:///rex.duckdb", show_default=True, metavar="URI")
+@click.option("--out", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="Also write <DIR>/<partner>/premium_bordereau.csv.")
+@click.option("--rounding", type=click.Choice(["half_up", "half_even"]), default="half_up",
+              show_default=True, help="How exported money is rounded to the currency's minor units.")
+@click.pass_context
+def report_premium(ctx, warehouse, out, rounding):
+    """Premium bordereau of every reinsurer (quota share and surplus; 100% and share)."""
+    from pipelines.console import print_report_summary
+    from pipelines.premium_report import run_premium_bordereau
+
+    summary = run_premium_bordereau(warehouse, out, rounding, beam_args=ctx.args)
+    print_report_summary(summary)
+    if not summary.balanced:
+        raise RexError("premium control totals do not reconcile; see the table above")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="rex-demo", show_default=True,
+              help="Folder for the demo's warehouse, change records and exports.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--policies", type=click.IntRange(1), default=300, show_default=True)
+@click.option("--days", type=click.IntRange(1), default=90, show_default=True)
+@click.option("--files-only", is_flag=True, help="Skip the Spanner emulator even when it is installed.")
+def demo(out, seed, policies, days, files_only):
+    """Seed a book, capture it and publish premium bordereaux, all on this machine.
+
+    Uses the Cloud Spanner emulator (started on a free loopback port, stopped afterwards) when
+    it is installed, otherwise change-record files; says which.
+    """
+    from pipelines.demo import run_demo
+
+    run_demo(out, seed, policies, days, files_only)
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
+    try:
+        cli.main(args=argv, prog_name="rex", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rex: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except Exception as e:  # one clear line, never a Beam stack trace
+        if os.environ.get("REX_DEBUG"):
+            traceback.print_exc()
+        click.echo(f"rex: {one_line(e)}", err=True)
+        sys.exit(1)
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of the RexError behind an exception (Beam wraps DoFn errors), else its first line."""
+    seen = set()
+    e = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, RexError):
+            return str(e).strip().splitlines()[0]
+        e = e.__cause__ or e.__context__
+    text = str(exc).strip()
+    for line in text.splitlines():
+        for marker in ("LedgerSourceError: ", "WarehouseError: ", "RexError: "):
+            if marker in line:
+                return line.split(marker, 1)[1].strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if not isinstance(exc, RexError) else first
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""What rex prints for people: progress while it works, a summary table when it is done."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+@contextmanager
+def progress(description: str, total: int | None = None):
+    """A progress bar on stderr; yields `advance(n)`. Quiet when stderr is not a terminal."""
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, transient=True, disable=not err_console.is_terminal,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def status(message: str):
+    """A spinner with a message on stderr while a step runs (nothing when not a terminal)."""
+    if err_console.is_terminal:
+        return err_console.status(message)
+    err_console.print(message)
+    return _Nothing()
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def print_seed_stats(stats: dict, where: str) -> None:
+    table = Table(title=f"Seeded book → {where}", title_justify="left")
+    table.add_column("table")
+    table.add_column("row changes", justify="right")
+    for name, n in sorted((stats.get("per_table") or {}).items()):
+        table.add_row(name, f"{n:,}")
+    console.print(table)
+    parts = [f"{stats.get(k):,} {k}" for k in ("transactions", "records", "mods", "files") if stats.get(k) is not None]
+    console.print(", ".join(parts))
+
+
+def print_capture_summary(summary) -> None:
+    r = summary.result
+    table = Table(title=f"Capture {summary.run_id}", title_justify="left")
+    for col in ("table", "mods read", "changes applied", "already mirrored"):
+        table.add_column(col, justify="left" if col == "table" else "right")
+    for name in sorted(r.read):
+        table.add_row(name, f"{r.read[name]:,}", f"{r.applied.get(name, 0):,}", f"{r.duplicates.get(name, 0):,}")
+    table.add_row("total", f"{sum(r.read.values()):,}", f"{sum(r.applied.values()):,}",
+                  f"{sum(r.duplicates.values()):,}", style="bold")
+    console.print(table)
+    console.print(
+        f"quarantined: {r.quarantined:,} ({r.quarantined_new:,} new) · source {summary.source} · "
+        f"checkpoint {summary.checkpoint.isoformat() if summary.checkpoint else '-'}"
+    )
+
+
+def print_report_summary(summary) -> None:
+    rows = Table(title="Premium bordereau rows per partner", title_justify="left")
+    rows.add_column("partner")
+    rows.add_column("rows", justify="right")
+    for partner, n in sorted(summary.rows_per_partner.items()):
+        rows.add_row(partner, f"{n:,}")
+    console.print(rows)
+    totals = Table(title="Premium control totals (unrounded): gross = ceded + retained; ceded = placed + unplaced",
+                   title_justify="left")
+    for col in ("treaty", "ccy", "ledger gross", "ceded 100%", "retained", "placed", "unplaced", "txns", "ok"):
+        totals.add_column(col, justify="left" if col in ("treaty", "ccy") else "right")
+    for t in summary.control_totals:
+        totals.add_row(
+            t["treaty_id"], t["currency"], _num(t["ledger_gross"]), _num(t["ceded_100"]),
+            _num(t["retained"]), _num(t["placed"]), _num(t["unplaced"]),
+            f"{t['transactions_published']}/{t['transactions_cedable']}", "✓" if t["balanced"] else "✗",
+        )
+    console.print(totals)
+
+
+def _num(value) -> str:
+    return f"{value:,.9f}".rstrip("0").rstrip(".") if value is not None else "-"

@@ -1,0 +1,38 @@
+"""`rex ledger seed`: write a synthetic book to change-record files or into Spanner."""
+from __future__ import annotations
+
+import os
+
+from transforms.errors import LedgerSourceError
+
+
+def seed_files(seed: int, policies: int, days: int, out_dir: str) -> dict:
+    """Write the book as change-record files; refuses a folder that already holds some."""
+    from transforms.change_files import list_change_files
+    from transforms.seed_book import generate_book
+    from transforms.seed_files import write_change_files
+
+    if os.path.isdir(out_dir) and list_change_files(out_dir):
+        raise LedgerSourceError(f"{out_dir} already holds change records; seed into an empty folder")
+    os.makedirs(out_dir, exist_ok=True)
+    return write_change_files(generate_book(seed=seed, policies=policies, days=days), out_dir)
+
+
+def seed_spanner(seed: int, policies: int, days: int, db_path: str, emulator_host: str | None = None) -> dict:
+    """Write the book as real Spanner transactions; the database must not hold a ledger yet."""
+    from pipelines.console import progress
+    from transforms.seed_book import generate_book
+    from transforms.seed_spanner import write_to_spanner
+    from transforms.spanner_ledger import DatabasePath, create_ledger_database
+
+    path = DatabasePath.parse(db_path)
+    database = create_ledger_database(path, emulator_host=emulator_host, exist_ok=True)
+    with database.snapshot() as snap:
+        existing = list(snap.execute_sql("SELECT COUNT(*) FROM Reinsurers"))[0][0]
+    if existing:
+        raise LedgerSourceError(f"{path} already holds a ledger; seed a new database")
+    with progress("Writing transactions to Spanner") as advance:
+        return write_to_spanner(
+            generate_book(seed=seed, policies=policies, days=days), database,
+            on_progress=lambda *_a, **_k: advance(1),
+        )

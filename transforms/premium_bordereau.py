@@ -1,0 +1,154 @@
+"""Premium bordereau: one row per premium transaction × participating reinsurer (DESIGN.md §8).
+
+Amounts stay exact DECIMAL(38,9) here (100% and share); rounding to the currency's minor
+units happens once, when a report is exported. The per-batch work is one DuckDB query over
+the Arrow batch and the (small) treaty and policy side tables, so no Python runs per row.
+"""
+from __future__ import annotations
+
+import apache_beam as beam
+import duckdb
+import pyarrow as pa
+from apache_beam.metrics import Metrics
+
+from transforms.cession import ceded_fraction, money
+from transforms.ledger_snapshot import ReadLedgerTable
+
+PROPORTIONAL = ("QUOTA_SHARE", "SURPLUS")
+
+# Sum insured per policy: the in-force TIV of its locations (building + contents + BI).
+POLICY_RISKS_SQL = """
+SELECT p.PolicyId, p.PolicyNumber, p.InsuredName, p.CountryCode, p.LineOfBusiness, p.TreatyId,
+       CAST(coalesce(sum(coalesce(l.BuildingTiv, 0) + coalesce(l.ContentsTiv, 0)
+                         + coalesce(l.BiTiv, 0)), 0) AS DECIMAL(38,9)) AS SumInsured
+FROM policies p LEFT JOIN locations l ON l.PolicyId = p.PolicyId
+GROUP BY ALL
+"""
+
+_FRACTION = ceded_fraction("t.TreatyType", "t.CessionRate", "r.SumInsured", "t.Retention", "t.Lines")
+
+BORDEREAU_SQL = f"""
+WITH ceded AS (
+  SELECT pt.*, r.PolicyNumber, r.InsuredName, r.CountryCode, r.LineOfBusiness, r.SumInsured,
+         t.TreatyId AS TTreatyId, t.Umr, t.TreatyType, t.CommissionRate,
+         {_FRACTION} AS CededFraction
+  FROM premiums pt
+  JOIN risks r ON r.PolicyId = pt.PolicyId
+  JOIN treaties t ON t.TreatyId = r.TreatyId AND t.TreatyType IN ('QUOTA_SHARE', 'SURPLUS')
+), ceded100 AS (
+  SELECT *, {money("GrossPremium * CededFraction")} AS CededPremium100,
+            {money("coalesce(TaxAmount, 0) * CededFraction")} AS CededTax100
+  FROM ceded
+), shares AS (
+  SELECT c.*, pa.ReinsurerId, pa.SharePct,
+         {money("c.CededPremium100 * pa.SharePct")} AS SharePremium,
+         {money("c.CededTax100 * pa.SharePct")} AS ShareTax
+  FROM ceded100 c JOIN participations pa ON pa.TreatyId = c.TTreatyId
+)
+SELECT
+  ReinsurerId AS reinsurer_id,
+  TTreatyId AS treaty_id,
+  Umr AS umr,
+  TreatyType AS treaty_type,
+  strftime(BookedDate, '%Y-%m') AS period,
+  PolicyId AS policy_id,
+  PolicyNumber AS policy_number,
+  InsuredName AS insured_name,
+  CountryCode AS risk_country,
+  LineOfBusiness AS line_of_business,
+  TransactionId AS transaction_id,
+  TransactionType AS transaction_type,
+  EffectiveDate AS effective_date,
+  BookedDate AS booked_date,
+  Currency AS original_currency,
+  SumInsured AS sum_insured,
+  CededFraction AS ceded_fraction,
+  GrossPremium AS gross_premium_100,
+  CAST(coalesce(TaxAmount, 0) AS DECIMAL(38,9)) AS tax_100,
+  CededPremium100 AS ceded_premium_100,
+  SharePct AS share_pct,
+  SharePremium AS share_premium,
+  CAST(coalesce(CommissionRate, 0) AS DECIMAL(38,9)) AS commission_rate,
+  {money("SharePremium * coalesce(CommissionRate, 0)")} AS share_commission,
+  ShareTax AS share_tax,
+  CAST(SharePremium - {money("SharePremium * coalesce(CommissionRate, 0)")} - ShareTax AS DECIMAL(38,9)) AS share_net_premium
+FROM shares
+"""
+
+MONEY_COLUMNS = (
+    "sum_insured", "gross_premium_100", "tax_100", "ceded_premium_100", "share_premium",
+    "share_commission", "share_tax", "share_net_premium",
+)
+SORT_KEYS = [("period", "ascending"), ("policy_number", "ascending"), ("transaction_id", "ascending"),
+             ("treaty_id", "ascending")]
+
+
+def policy_risks(policies: pa.Table, locations: pa.Table) -> pa.Table:
+    con = duckdb.connect()
+    con.register("policies", policies)
+    con.register("locations", locations)
+    try:
+        return con.sql(POLICY_RISKS_SQL).to_arrow_table()
+    finally:
+        con.close()
+
+
+def premium_bordereau_rows(premiums: pa.Table, risks: pa.Table, treaties: pa.Table,
+                           participations: pa.Table, con=None) -> pa.Table:
+    """The bordereau rows (all reinsurers) of one batch of premium transactions."""
+    own = con is None
+    con = con or duckdb.connect()
+    for name, table in (("premiums", premiums), ("risks", risks), ("treaties", treaties),
+                        ("participations", participations)):
+        con.register(name, table)
+    try:
+        return con.sql(BORDEREAU_SQL).to_arrow_table()
+    finally:
+        for name in ("premiums", "risks", "treaties", "participations"):
+            con.unregister(name)
+        if own:
+            con.close()
+
+
+def _one(batches) -> pa.Table:
+    batches = list(batches)
+    return pa.concat_tables(batches) if len(batches) > 1 else batches[0]
+
+
+class _BordereauFn(beam.DoFn):
+    def __init__(self):
+        self.rows = Metrics.counter("rex", "premium_bordereau_rows")
+
+    def setup(self):
+        self.con = duckdb.connect()
+        self._risks_key = None
+
+    def teardown(self):
+        self.con.close()
+
+    def process(self, premiums, policies, locations, treaties, participations):
+        key = (id(policies), id(locations))
+        if key != self._risks_key:  # side inputs are the same objects for the whole run
+            self._risks = policy_risks(_one(policies), _one(locations))
+            self._risks_key = key
+        rows = premium_bordereau_rows(premiums, self._risks, _one(treaties), _one(participations), self.con)
+        self.rows.inc(rows.num_rows)
+        if rows.num_rows:
+            yield rows
+
+
+class BuildPremiumBordereau(beam.PTransform):
+    """Warehouse mirror -> premium bordereau batches for every reinsurer."""
+
+    def __init__(self, warehouse_uri: str):
+        super().__init__()
+        self.warehouse_uri = warehouse_uri
+
+    def expand(self, pbegin):
+        def read(name):
+            return pbegin | f"Read{name}" >> ReadLedgerTable(self.warehouse_uri, name)
+
+        side = {n: beam.pvalue.AsList(read(n)) for n in ("Policies", "Locations", "Treaties", "Participations")}
+        return read("PremiumTransactions") | "CedePremiums" >> beam.ParDo(
+            _BordereauFn(), side["Policies"], side["Locations"], side["Treaties"], side["Participations"]
+        )
