@@ -103,7 +103,7 @@ class DuckDbWarehouse:
 
     # -- reads --------------------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> pa.Table:
-        return self.con.execute(sql, params or []).to_arrow_table()
+        return self.con.sql(sql, params=params or None).to_arrow_table()
 
     def rows(self, sql: str, params: list | None = None) -> list[tuple]:
         return self.con.execute(sql, params or []).fetchall()

@@ -1,0 +1,141 @@
+"""Premium bordereau worked examples: numbers written out by hand, not computed by rex."""
+from __future__ import annotations
+
+import csv
+from datetime import date
+from decimal import Decimal as D
+
+import pyarrow as pa
+import pytest
+
+from change_factory import policy, record, ts_ns, write_jsonl
+from pipelines.capture import run_capture
+from pipelines.premium_report import run_premium_bordereau
+from transforms.report_exports import round_money
+
+
+def treaty(tid, ttype, **kw):
+    row = {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": ttype,
+           "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": date(2026, 1, 1),
+           "ExpiryDate": date(2026, 12, 31), "CessionRate": None, "Retention": None, "Lines": None,
+           "Attachment": None, "Limit": None, "CommissionRate": None}
+    row.update(kw)
+    return row
+
+
+def location(pid, lid, building):
+    return {"PolicyId": pid, "LocationId": lid, "CountryCode": "DE", "Zone": "DE-1", "Latitude": 50.1,
+            "Longitude": 8.6, "PerilsCovered": "WTC", "OccupancyCode": 1050, "ConstructionCode": 5000,
+            "BuildingTiv": D(building), "ContentsTiv": D("0"), "BiTiv": D("0")}
+
+
+def premium(pid, txid, ttype, gross, tax="0"):
+    return {"PolicyId": pid, "TransactionId": txid, "TransactionType": ttype,
+            "EffectiveDate": date(2026, 1, 10), "BookedDate": date(2026, 1, 15),
+            "GrossPremium": D(gross), "CommissionAmount": D("0"), "TaxAmount": D(tax), "Currency": "EUR"}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    d = tmp_path_factory.mktemp("book")
+    recs = [
+        record("Reinsurers", "INSERT", [
+            {"ReinsurerId": "alpine-re", "Name": "Alpine Re", "CountryCode": "CH"},
+            {"ReinsurerId": "boreal-re", "Name": "Boreal Re", "CountryCode": "GB"},
+        ], ts_ns=ts_ns(1), txn="r", seq=0, records_in_txn=3),
+        record("Treaties", "INSERT", [
+            treaty("QS1", "QUOTA_SHARE", CessionRate=D("0.4"), CommissionRate=D("0.25")),
+            treaty("SP1", "SURPLUS", Retention=D("100000"), Lines=3, CommissionRate=D("0.2")),
+        ], ts_ns=ts_ns(1), txn="r", seq=1, records_in_txn=3),
+        record("Participations", "INSERT", [
+            {"TreatyId": "QS1", "ReinsurerId": "alpine-re", "SharePct": D("0.6")},
+            {"TreatyId": "QS1", "ReinsurerId": "boreal-re", "SharePct": D("0.4")},
+            {"TreatyId": "SP1", "ReinsurerId": "alpine-re", "SharePct": D("0.5")},  # half placed
+        ], ts_ns=ts_ns(1), txn="r", seq=2, records_in_txn=3),
+        record("Policies", "INSERT", [
+            policy("A", treaty="QS1"), policy("B", treaty="SP1"), policy("C", treaty="SP1"),
+            policy("D", treaty="SP1"), policy("E", treaty="SP1"), policy("F", treaty=None),
+        ], ts_ns=ts_ns(2), txn="p", seq=0, records_in_txn=3),
+        record("Locations", "INSERT", [
+            location("B", "B1", "300000"), location("B", "B2", "100000"),  # S = 400,000 -> 0.75
+            location("C", "C1", "100000"),  # at retention -> 0
+            location("D", "D1", "50000"),  # below retention -> 0
+            location("E", "E1", "1000000"),  # above the 3 lines -> 300,000 / 1,000,000 = 0.3
+        ], ts_ns=ts_ns(2), txn="p", seq=1, records_in_txn=3),
+        record("PremiumTransactions", "INSERT", [
+            premium("A", "A-1", "NEW", "1000.00", tax="50.00"),
+            premium("A", "A-2", "CANCELLATION", "-250.00"),
+            premium("B", "B-1", "NEW", "1000.00"), premium("C", "C-1", "NEW", "1000.00"),
+            premium("D", "D-1", "NEW", "1000.00"), premium("E", "E-1", "NEW", "1000.00"),
+            premium("F", "F-1", "NEW", "500.00"),
+        ], ts_ns=ts_ns(2), txn="p", seq=2, records_in_txn=3),
+    ]
+    write_jsonl(str(d / "changes" / "book.jsonl"), recs)
+    uri = "duckdb:///" + str(d / "wh.duckdb")
+    run_capture(str(d / "changes"), uri)
+    summary = run_premium_bordereau(uri, str(d / "exports"))
+    return d, uri, summary
+
+
+def _csv(d, partner):
+    with open(d / "exports" / partner / "premium_bordereau.csv", newline="") as f:
+        return {r["transaction_id"]: r for r in csv.DictReader(f)}
+
+
+def test_quota_share_rows_by_hand(published):
+    d, _uri, _s = published
+    alpine, boreal = _csv(d, "alpine-re"), _csv(d, "boreal-re")
+    # 1000.00 x 40% = 400.00 ceded; alpine 60% = 240.00, commission 25% = 60.00,
+    # tax 50.00 x 40% x 60% = 12.00, net 240 - 60 - 12 = 168.00
+    a = alpine["A-1"]
+    assert (a["gross_premium_100"], a["ceded_premium_100"], a["share_premium"], a["share_commission"],
+            a["share_tax"], a["share_net_premium"]) == ("1000.00", "400.00", "240.00", "60.00", "12.00", "168.00")
+    assert (boreal["A-1"]["share_premium"], boreal["A-1"]["share_net_premium"]) == ("160.00", "112.00")
+    # cancellation returns premium: -250 x 40% = -100; alpine -60, boreal -40
+    assert (alpine["A-2"]["ceded_premium_100"], alpine["A-2"]["share_premium"]) == ("-100.00", "-60.00")
+    assert boreal["A-2"]["share_premium"] == "-40.00"
+
+
+def test_surplus_above_at_and_below_retention_by_hand(published):
+    d, _uri, _s = published
+    alpine = _csv(d, "alpine-re")
+    assert (alpine["B-1"]["ceded_fraction"], alpine["B-1"]["ceded_premium_100"], alpine["B-1"]["share_premium"]) == (
+        "0.750000000", "750.00", "375.00")
+    assert alpine["C-1"]["ceded_premium_100"] == "0.00"  # S equals retention
+    assert alpine["D-1"]["ceded_premium_100"] == "0.00"  # S below retention
+    assert (alpine["E-1"]["ceded_fraction"], alpine["E-1"]["share_premium"]) == ("0.300000000", "150.00")
+    assert "F-1" not in alpine  # outside every treaty
+    assert set(_csv(d, "boreal-re")) == {"A-1", "A-2"}  # boreal is not on the surplus treaty
+
+
+def test_control_totals_by_hand(published):
+    _d, _uri, summary = published
+    totals = {(t["treaty_id"], t["currency"]): t for t in summary.control_totals}
+    qs = totals[("QS1", "EUR")]
+    assert (qs["ledger_gross"], qs["ceded_100"], qs["retained"], qs["placed"], qs["unplaced"]) == (
+        D("750"), D("300"), D("450"), D("300"), D("0"))
+    sp = totals[("SP1", "EUR")]
+    assert (sp["ledger_gross"], sp["ceded_100"], sp["retained"], sp["placed"], sp["unplaced"]) == (
+        D("4000"), D("1050"), D("2950"), D("525"), D("525"))
+    assert totals[("(not ceded)", "EUR")]["retained"] == D("500")
+    assert summary.balanced and summary.rows_per_partner == {"alpine-re": 6, "boreal-re": 2}
+
+
+def test_partner_tables_hold_only_their_own_rows(published):
+    _d, uri, _s = published
+    from transforms.warehouse import open_warehouse
+
+    with open_warehouse(uri) as wh:
+        assert wh.rows("SELECT DISTINCT reinsurer_id FROM partner_alpine_re.premium_bordereau") == [("alpine-re",)]
+        assert wh.rows("SELECT DISTINCT reinsurer_id FROM partner_boreal_re.premium_bordereau") == [("boreal-re",)]
+        assert wh.rows("SELECT typeof(share_premium) FROM partner_alpine_re.premium_bordereau LIMIT 1") == [
+            ("DECIMAL(38,9)",)]
+
+
+def test_rounding_happens_once_per_currency_in_the_contract_mode():
+    t = pa.table({
+        "ccy": ["EUR", "EUR", "JPY", "BHD", "EUR"],
+        "amt": pa.array([D("2.345"), D("-2.345"), D("1234.5"), D("1.0005"), D("2.355")], pa.decimal128(38, 9)),
+    })
+    assert round_money(t, ["amt"], "ccy", "half_up")["amt"].to_pylist() == ["2.35", "-2.35", "1235", "1.001", "2.36"]
+    assert round_money(t, ["amt"], "ccy", "half_even")["amt"].to_pylist() == ["2.34", "-2.34", "1234", "1.000", "2.36"]
