@@ -42,7 +42,7 @@ def cli():
       rex demo                                  seed, capture and report on embedded defaults
       rex ledger seed --files DIR               write a synthetic ledger as change records
       rex capture --ledger DIR|spanner://...    mirror the change stream into the warehouse
-      rex report premium                        publish every reinsurer's premium bordereau
+      rex report --kind premium --out DIR       publish every reinsurer's premium bordereau
 
     Nothing reaches beyond this machine unless you point it there (a real Spanner database,
     --runner=DataflowRunner). The warehouse defaults to the DuckDB file ./rex.duckdb.
@@ -107,31 +107,39 @@ def capture(ctx, ledger_uri, warehouse, start, end):
     transaction. Re-running the same window adds nothing.
     """
     from pipelines.capture import run_capture
-    from pipelines.console import print_capture_summary
+    from pipelines.console import print_capture_summary, status
 
-    summary = run_capture(ledger_uri, warehouse, start, end, beam_args=ctx.args)
+    with status(f"Capturing {ledger_uri}…"):
+        summary = run_capture(ledger_uri, warehouse, start, end, beam_args=ctx.args)
     print_capture_summary(summary)
 
 
-@cli.group()
-def report():
-    """Build and publish partner reports from the warehouse mirror."""
-
-
-@report.command("premium", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-                epilog=BEAM_ARGS_HELP)
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             epilog=BEAM_ARGS_HELP)
 @click.option("--warehouse", default="duckdb:///rex.duckdb", show_default=True, metavar="URI")
+@click.option("--kind", type=click.Choice(["premium"]), default="premium", show_default=True,
+              help="Which report (claims, exposure and OED follow).")
+@click.option("--partner", "partners", multiple=True, metavar="ID",
+              help="Reinsurer id, e.g. alpine-re; repeat for several (default: every reinsurer).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Also write <DIR>/<partner>/premium_bordereau.csv.")
+              help="Also write <DIR>/<partner>/<kind>_bordereau.csv.")
 @click.option("--rounding", type=click.Choice(["half_up", "half_even"]), default="half_up",
               show_default=True, help="How exported money is rounded to the currency's minor units.")
 @click.pass_context
-def report_premium(ctx, warehouse, out, rounding):
-    """Premium bordereau of every reinsurer (quota share and surplus; 100% and share)."""
-    from pipelines.console import print_report_summary
+def report(ctx, warehouse, kind, partners, out, rounding):
+    """Build and publish partner reports from the warehouse mirror.
+
+    The premium bordereau has one row per premium transaction and participation (quota share
+    and surplus), 100% and share amounts, exact in partner_<id>.premium_bordereau and rounded
+    once in the CSV. Ends with control totals per treaty and currency; exits 1 if they do not
+    reconcile.
+    """
+    from pipelines.console import print_report_summary, status
     from pipelines.premium_report import run_premium_bordereau
 
-    summary = run_premium_bordereau(warehouse, out, rounding, beam_args=ctx.args)
+    with status("Building premium bordereaux…"):
+        summary = run_premium_bordereau(warehouse, out, rounding, partners=list(partners) or None,
+                                        beam_args=ctx.args)
     print_report_summary(summary)
     if not summary.balanced:
         raise RexError("premium control totals do not reconcile; see the table above")

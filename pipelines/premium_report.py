@@ -19,7 +19,7 @@ from transforms.premium_bordereau import (
     premium_bordereau_rows,
 )
 from transforms.report_publish import PublishPartnerReport
-from transforms.warehouse import open_warehouse, partner_dataset
+from transforms.warehouse import REPORTS_DATASET, open_warehouse, partner_dataset
 
 REPORT = "premium_bordereau"
 
@@ -41,12 +41,17 @@ def empty_bordereau() -> pa.Table:
 
 
 def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, rounding: str = "half_up",
+                          partners: list[str] | None = None,
                           beam_args: list[str] | None = None) -> ReportSummary:
     started = datetime.now(timezone.utc)
     with open_warehouse(warehouse_uri) as wh:
-        partners = [r[0] for r in wh.rows("SELECT ReinsurerId FROM rex_ledger.Reinsurers ORDER BY 1")]
-    if not partners:
+        known = [r[0] for r in wh.rows("SELECT ReinsurerId FROM rex_ledger.Reinsurers ORDER BY 1")]
+    if not known:
         raise RexError("the warehouse mirror has no reinsurers yet: run `rex capture` first")
+    unknown = sorted(set(partners or []) - set(known))
+    if unknown:
+        raise RexError(f"unknown reinsurer {', '.join(unknown)}; known: {', '.join(known)}")
+    partners = sorted(partners or known)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         _ = (
             p
@@ -59,7 +64,7 @@ def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, rounding: str
     run_id = new_run_id("report")
     with open_warehouse(warehouse_uri) as wh:
         rows = {p: wh.rows(f"SELECT count(*) FROM {partner_dataset(p)}.{REPORT}")[0][0] for p in partners}
-        totals = premium_control_totals(wh, partners)
+        totals = premium_control_totals(wh)
         balanced = all(t["balanced"] for t in totals)
         wh.record_run({
             "run_id": run_id, "command": "report premium", "status": "succeeded" if balanced else "failed",
@@ -71,17 +76,14 @@ def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, rounding: str
     return ReportSummary(run_id, rows, totals, balanced)
 
 
-def premium_control_totals(wh, partners: list[str]) -> list[dict]:
+def premium_control_totals(wh) -> list[dict]:
     """Per treaty × currency: ledger gross = ceded (100%) + retained, and ceded = placed + unplaced.
 
     The ledger side is queried from the mirror independently of the bordereau; the ceded side
-    from what was published to the partners' tables.
+    from the bordereau rows of every partner (`rex_reports`), rows as published.
     """
-    published = " UNION ALL ".join(
-        f"SELECT * FROM {partner_dataset(p)}.{REPORT}" for p in partners
-    )
     sql = f"""
-    WITH pub AS ({published}),
+    WITH pub AS (SELECT * FROM {REPORTS_DATASET}.{REPORT}),
     per_txn AS (
       SELECT treaty_id, original_currency AS currency, policy_id, transaction_id,
              any_value(ceded_premium_100) AS ceded_100, sum(share_premium) AS placed

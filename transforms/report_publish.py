@@ -28,6 +28,7 @@ class _PublishFn(beam.DoFn):
     def process(self, batches):
         rows = pa.concat_tables([self.empty] + list(batches)).combine_chunks()
         with open_warehouse(self.warehouse_uri) as wh:
+            wh.replace_central_table(self.report, rows.sort_by([("reinsurer_id", "ascending")] + list(self.sort_keys)))
             for partner in self.partners:
                 mine = rows.filter(pa.compute.equal(rows["reinsurer_id"], partner))
                 mine = mine.sort_by(self.sort_keys)
@@ -40,7 +41,8 @@ class _PublishFn(beam.DoFn):
 
 
 class PublishPartnerReport(beam.PTransform):
-    """Report batches (all partners) -> `partner_<id>.<report>` tables and CSV exports.
+    """Report batches (all partners) -> `rex_reports.<report>` (every partner, for control
+    totals), and for each listed partner `partner_<id>.<report>` and its CSV export.
 
     Every listed partner gets its table and file, empty ones included, so a partner can tell
     "nothing this period" from "not run". A partner's rows are filtered by its own id only.

@@ -14,6 +14,7 @@ DEFAULT_WAREHOUSE = "duckdb:///rex.duckdb"
 
 LEDGER_DATASET = "rex_ledger"
 OPS_DATASET = "rex_ops"
+REPORTS_DATASET = "rex_reports"  # all partners' report rows; partners see only partner_<id>
 
 
 def partner_dataset(partner_id: str) -> str:

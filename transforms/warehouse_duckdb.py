@@ -18,7 +18,7 @@ from transforms.errors import WarehouseError
 from transforms.ledger_schema import Table, ledger_tables
 from transforms.mod_decoding import METADATA_COLUMNS, qi
 from transforms.quarantine import QUARANTINE_SCHEMA
-from transforms.warehouse import LEDGER_DATASET, OPS_DATASET, partner_dataset
+from transforms.warehouse import LEDGER_DATASET, OPS_DATASET, REPORTS_DATASET, partner_dataset
 
 _TS = "_metadata_spanner_commit_timestamp"
 _SEQ = "_metadata_spanner_record_sequence"
@@ -239,10 +239,16 @@ class DuckDbWarehouse:
         """Store a run row outside a capture (reports, failures)."""
         self._insert_run(run)
 
-    # -- partner reports ----------------------------------------------------------------
+    # -- reports ------------------------------------------------------------------------
+    def replace_central_table(self, name: str, data: pa.Table) -> None:
+        """Replace the all-partner report table `rex_reports.<name>` (never shown to partners)."""
+        self._replace_table(REPORTS_DATASET, name, data)
+
     def replace_partner_table(self, partner_id: str, name: str, data: pa.Table) -> None:
         """Replace a partner's report table with a freshly built one, atomically."""
-        ds = partner_dataset(partner_id)
+        self._replace_table(partner_dataset(partner_id), name, data)
+
+    def _replace_table(self, ds: str, name: str, data: pa.Table) -> None:
         con = self.con
         con.execute("BEGIN TRANSACTION")
         try:
