@@ -7,8 +7,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _console(stderr: bool = False) -> Console:
+    probe = Console(stderr=stderr)
+    # Piped output (CI logs, files) gets a width that fits the tables, not the 80-column default.
+    return Console(stderr=stderr, highlight=False, width=None if probe.is_terminal else 150)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 
 @contextmanager

@@ -39,11 +39,24 @@ WITH ceded AS (
   SELECT *, {money("GrossPremium * CededFraction")} AS CededPremium100,
             {money("coalesce(TaxAmount, 0) * CededFraction")} AS CededTax100
   FROM ceded
-), shares AS (
+), raw_shares AS (
   SELECT c.*, pa.ReinsurerId, pa.SharePct,
-         {money("c.CededPremium100 * pa.SharePct")} AS SharePremium,
-         {money("c.CededTax100 * pa.SharePct")} AS ShareTax
+         {money("c.CededPremium100 * pa.SharePct")} AS RawSharePremium,
+         {money("c.CededTax100 * pa.SharePct")} AS RawShareTax,
+         sum(pa.SharePct) OVER txn AS PlacedPct,
+         row_number() OVER (txn ORDER BY pa.SharePct DESC, pa.ReinsurerId) AS ShareRank
   FROM ceded100 c JOIN participations pa ON pa.TreatyId = c.TTreatyId
+  WINDOW txn AS (PARTITION BY c.PolicyId, c.TransactionId, c.TTreatyId)
+), shares AS (
+  -- A fully placed treaty's shares must add up to its ceded amount exactly: the rounding
+  -- residual of the per-share products goes to the largest share (ties: reinsurer id).
+  SELECT *,
+    CAST(RawSharePremium + CASE WHEN PlacedPct = 1 AND ShareRank = 1
+         THEN CededPremium100 - sum(RawSharePremium) OVER txn ELSE 0 END AS DECIMAL(38,9)) AS SharePremium,
+    CAST(RawShareTax + CASE WHEN PlacedPct = 1 AND ShareRank = 1
+         THEN CededTax100 - sum(RawShareTax) OVER txn ELSE 0 END AS DECIMAL(38,9)) AS ShareTax
+  FROM raw_shares
+  WINDOW txn AS (PARTITION BY PolicyId, TransactionId, TTreatyId)
 )
 SELECT
   ReinsurerId AS reinsurer_id,
