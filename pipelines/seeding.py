@@ -1,21 +1,15 @@
 """`rex ledger seed`: write a synthetic book to change-record files or into Spanner."""
 from __future__ import annotations
 
-import os
-
 from transforms.errors import LedgerSourceError
 
 
 def seed_files(seed: int, policies: int, days: int, out_dir: str) -> dict:
     """Write the book as change-record files; refuses a folder that already holds some."""
-    from transforms.change_files import list_change_files
     from transforms.seed_book import generate_book
     from transforms.seed_files import write_change_files
 
-    if os.path.isdir(out_dir) and list_change_files(out_dir):
-        raise LedgerSourceError(f"{out_dir} already holds change records; seed into an empty folder")
-    os.makedirs(out_dir, exist_ok=True)
-    return write_change_files(generate_book(seed=seed, policies=policies, days=days), out_dir)
+    return write_change_files(generate_book(seed=seed, policies=policies, days=days), out_dir, seed=seed)
 
 
 def seed_spanner(seed: int, policies: int, days: int, db_path: str, emulator_host: str | None = None) -> dict:
@@ -34,5 +28,5 @@ def seed_spanner(seed: int, policies: int, days: int, db_path: str, emulator_hos
     with progress("Writing transactions to Spanner") as advance:
         return write_to_spanner(
             generate_book(seed=seed, policies=policies, days=days), database,
-            on_progress=lambda *_a, **_k: advance(1),
+            on_progress=lambda _transactions, _mods: advance(1),
         )

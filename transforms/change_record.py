@@ -14,8 +14,8 @@ what Google's "Spanner change streams to Cloud Storage" template writes as TEXT 
      "numberOfRecordsInTransaction": 3, "numberOfPartitionsInTransaction": 1,
      "transactionTag": "", "isSystemTransaction": false, "metadata": {...}}
 
-Gson leaves out null fields (e.g. `oldValuesJson` under NEW_ROW capture), so readers must
-treat every optional field as possibly absent.
+Gson leaves out null fields, so readers must treat every optional field as possibly absent
+(Spanner itself sends `{}` for the old values under NEW_ROW capture).
 """
 from __future__ import annotations
 
