@@ -59,8 +59,14 @@ def run_capture(
     if start is None:
         start = previous
     is_spanner = source.startswith("spanner://")
-    if is_spanner and end is None:
-        end = datetime.now(timezone.utc)
+    if is_spanner:
+        database = _open_spanner(ledger)  # fail fast, before the pipeline starts
+        if end is None:
+            end = _spanner_now(database)
+        if start is None:
+            raise LedgerSourceError(
+                "no checkpoint yet for this Spanner ledger: give --start (within the change stream's retention)"
+            )
     if start is not None and end is not None and start > end:
         raise RexError(f"window start {start.isoformat()} is after its end {end.isoformat()}")
     run_id = new_run_id("capture")
@@ -104,16 +110,24 @@ def run_capture(
     return CaptureSummary(run_id, source, start, end, rows[0][1], result)
 
 
-def _spanner_source(p, ledger: str, start, end):
-    from transforms.spanner_change_stream import ReadSpannerChangeStream
+def _open_spanner(ledger: str):
     from transforms.spanner_ledger import DatabasePath, open_ledger_database
 
-    path = DatabasePath.parse(ledger)
-    open_ledger_database(path)  # fail fast, before the pipeline starts
-    if start is None:
-        raise LedgerSourceError(
-            "no checkpoint yet for this Spanner ledger: give --start (within the stream's retention)"
-        )
-    mods = p | "ReadSpannerChangeStream" >> ReadSpannerChangeStream(str(path), start, end)
+    return open_ledger_database(DatabasePath.parse(ledger))
+
+
+def _spanner_now(database) -> datetime:
+    """Spanner's own clock, not ours: the emulator's commit timestamps run ahead of the wall
+    clock, so a window ending at our `now` could miss commits already made."""
+    from transforms.spanner_ledger import database_now
+
+    return database_now(database)
+
+
+def _spanner_source(p, ledger: str, start, end):
+    from transforms.spanner_change_stream import ReadSpannerChangeStream
+    from transforms.spanner_ledger import DatabasePath
+
+    mods = p | "ReadSpannerChangeStream" >> ReadSpannerChangeStream(str(DatabasePath.parse(ledger)), start, end)
     quarantine = p | "NoSourceQuarantine" >> beam.Create([], reshuffle=False)
     return mods, quarantine

@@ -32,8 +32,7 @@ def status(message: str):
     """A spinner with a message on stderr while a step runs (nothing when not a terminal)."""
     if err_console.is_terminal:
         return err_console.status(message)
-    err_console.print(message)
-    return _Nothing()
+    return _Nothing()  # scripts and cron get the summary on stdout, and errors, nothing else
 
 
 class _Nothing:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta, timezone
 
 from pipelines.capture import run_capture
 from pipelines.console import console, print_capture_summary, print_report_summary, print_seed_stats, status
@@ -21,6 +20,7 @@ DEMO_DATABASE = "projects/rex-demo/instances/rex-demo/databases/ledger"
 
 def run_demo(out: str, seed: int, policies: int, days: int, files_only: bool = False) -> None:
     from pipelines.spanner_emulator import SpannerEmulator, find_emulator_binary
+    from transforms.spanner_ledger import create_ledger_database, database_now
 
     out = os.path.abspath(out)
     _reset(out)
@@ -32,13 +32,13 @@ def run_demo(out: str, seed: int, policies: int, days: int, files_only: bool = F
         with SpannerEmulator(binary) as emulator:
             os.environ["SPANNER_EMULATOR_HOST"] = emulator.host_port
             try:
-                start = datetime.now(timezone.utc)
+                database = create_ledger_database(DEMO_DATABASE, emulator.host_port)
+                start = database_now(database)  # the stream exists from here on
                 with status("Seeding the ledger in Spanner…"):
                     stats = seed_spanner(seed, policies, days, DEMO_DATABASE, emulator.host_port)
                 print_seed_stats(stats, f"{DEMO_DATABASE} @ {emulator.host_port}")
-                end = datetime.now(timezone.utc) + timedelta(seconds=1)
                 with status("Capturing the change stream…"):
-                    summary = run_capture("spanner://" + DEMO_DATABASE, warehouse, start - timedelta(seconds=1), end)
+                    summary = run_capture("spanner://" + DEMO_DATABASE, warehouse, start)
             finally:
                 os.environ.pop("SPANNER_EMULATOR_HOST", None)
     else:

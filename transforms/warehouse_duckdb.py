@@ -109,10 +109,10 @@ class DuckDbWarehouse:
         return self.con.execute(sql, params or []).fetchall()
 
     def read_checkpoint(self, source: str) -> datetime | None:
-        row = self.con.execute(
+        rows = self.rows(
             f"SELECT max(committed_through) FROM {OPS_DATASET}.checkpoints WHERE source = ?", [source]
-        ).fetchone()
-        return row[0] if row else None
+        )
+        return rows[0][0] if rows else None
 
     # -- capture ------------------------------------------------------------------------
     def commit_capture(
@@ -169,15 +169,15 @@ class DuckDbWarehouse:
             f"CREATE OR REPLACE TEMP TABLE _stg AS SELECT DISTINCT ON ({', '.join(ident)}) * "
             f"FROM read_parquet({file_list})"
         )
-        read = con.execute("SELECT count(*) FROM _stg").fetchone()[0]
+        read = con.execute("SELECT count(*) FROM _stg").fetchall()[0][0]
         on = " AND ".join(f"c.{c} IS NOT DISTINCT FROM s.{c}" for c in ident)
         cols = ", ".join(qi(c.name) for c in t.columns) + ", " + ", ".join(qi(m[0]) for m in METADATA_COLUMNS)
-        before = con.execute(f"SELECT count(*) FROM {log}").fetchone()[0]
+        before = con.execute(f"SELECT count(*) FROM {log}").fetchall()[0][0]
         con.execute(
             f"INSERT INTO {log} ({cols}) SELECT {', '.join('s.' + c for c in cols.split(', '))} "
             f"FROM _stg s WHERE NOT EXISTS (SELECT 1 FROM {log} c WHERE {on})"
         )
-        applied = con.execute(f"SELECT count(*) FROM {log}").fetchone()[0] - before
+        applied = con.execute(f"SELECT count(*) FROM {log}").fetchall()[0][0] - before
         keys_on = " AND ".join(f"{cur}.{k} = k.{k}" for k in pk)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _keys AS SELECT DISTINCT {', '.join(pk)} FROM _stg")
         con.execute(f"DELETE FROM {cur} USING _keys k WHERE {keys_on}")
@@ -205,15 +205,15 @@ class DuckDbWarehouse:
             f"CREATE OR REPLACE TEMP TABLE _q AS SELECT DISTINCT ON (quarantine_id) {cols} "
             f"FROM read_parquet({file_list})"
         )
-        total = con.execute("SELECT count(*) FROM _q").fetchone()[0]
-        before = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchone()[0]
+        total = con.execute("SELECT count(*) FROM _q").fetchall()[0][0]
+        before = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchall()[0][0]
         con.execute(
             f"INSERT INTO {OPS_DATASET}.quarantine ({cols}, run_id, quarantined_at) "
             f"SELECT {cols}, ?, now() FROM _q q WHERE NOT EXISTS "
             f"(SELECT 1 FROM {OPS_DATASET}.quarantine x WHERE x.quarantine_id = q.quarantine_id)",
             [run_id],
         )
-        new = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchone()[0] - before
+        new = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchall()[0][0] - before
         con.execute("DROP TABLE _q")
         return total, new
 
