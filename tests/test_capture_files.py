@@ -2,7 +2,6 @@
 quarantine. Uses a real DuckDB file and the real Beam FnApiRunner."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from datetime import datetime, timezone

@@ -1,9 +1,10 @@
 """Read change-record files (JSON-lines and Avro) into Arrow mod batches.
 
 JSON-lines files are the TEXT output of Google's "Spanner change streams to Cloud Storage"
-template: one Gson-serialised DataChangeRecord per line. The fast path lets pyarrow's JSON
-reader parse a whole file in C++; only when a file holds a line that does not parse do we fall
-back to line-by-line parsing, to quarantine exactly the bad lines and keep the rest.
+template: one Gson-serialised DataChangeRecord per line. The fast path lets DuckDB's JSON
+reader parse a whole file and explode its mods in one multi-threaded query; only when a file
+holds a line that does not fit do we fall back to line-by-line parsing, to quarantine exactly
+the bad lines and keep the rest.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from transforms import duck
 from transforms.change_batches import MODS_SCHEMA, records_to_mods_table
 from transforms.errors import LedgerSourceError
 from transforms.quarantine import UNDECODABLE_RECORD, empty_quarantine, quarantine_rows
@@ -152,9 +154,8 @@ def _read_with_duckdb(path: str) -> FileBatch | None:
     """The whole file through DuckDB, or None when some line needs the careful path."""
     import duckdb
 
-    con = duckdb.connect(":memory:")
+    con = duck.connect()
     try:
-        con.execute("SET TimeZone = 'UTC'")
         con.execute(
             "CREATE TEMP TABLE _records AS SELECT * FROM read_json(?, format = 'newline_delimited', "
             "columns = ?, maximum_object_size = 268435456)",

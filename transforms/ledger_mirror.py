@@ -1,12 +1,15 @@
 """Beam transforms from mod batches to the warehouse's ledger mirror.
 
-    mods ─ TransactionCompleteness ─┐ (side input: records seen per transaction)
-      └──── HoldIncompleteTransactions ── DecodeLedgerMods ── StageChanges ─┐
-                                │                 │                         ├─ CommitCapture
-                                └──── quarantine ─┴──── StageQuarantine ────┘
+    mods ─┬─ TransactionCompleteness ───────────────────────────┐ (side input)
+          └─ DecodeLedgerMods ─┬─ StageParquet ─ CollectStaged ─┴─ CommitCapture
+             source quarantine ┴─ (quarantine batches staged too)
 
 Decoded batches are staged as Parquet files and applied by one final step in one warehouse
-transaction (the pattern BigQuery file loads use too), so a failed run changes nothing.
+transaction (the pattern BigQuery file loads use too), so a failed run changes nothing. The
+commit holds back transactions not read whole (fewer records than the transaction declares):
+their mods are quarantined, because applying half a transaction would show a state the
+ledger never had, e.g. a policy bound without its premium. Reading, decoding and staging
+fuse into one stage, so mod batches are never materialised between steps.
 """
 from __future__ import annotations
 
@@ -20,11 +23,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from apache_beam.metrics import Metrics
 
+from transforms import duck
 from transforms.change_sources import QUARANTINE_TAG
 from transforms.mod_decoding import ModDecoder
-from transforms.quarantine import QUARANTINE_SCHEMA, quarantine_id
+from transforms.quarantine import QUARANTINE_SCHEMA
 
-INCOMPLETE_TRANSACTION = "incomplete_transaction"
 _QUARANTINE_KEY = "_quarantine"
 
 _TXN_SCHEMA = pa.schema(
@@ -41,25 +44,17 @@ def transaction_counts(mods: pa.Table) -> pa.Table:
     """Records seen per transaction in one batch (sources never split a record across batches)."""
     if mods.num_rows == 0:
         return _TXN_SCHEMA.empty_table()
-    records = mods.group_by(
-        ["server_transaction_id", "partition_token", "record_sequence"], use_threads=False
-    ).aggregate([("commit_timestamp", "min"), ("number_of_records_in_transaction", "max")])
-    per_txn = records.group_by("server_transaction_id", use_threads=False).aggregate(
-        [
-            ("commit_timestamp_min", "min"),
-            ("partition_token", "count"),
-            ("number_of_records_in_transaction_max", "max"),
-        ]
-    )
-    return pa.table(
-        {
-            "server_transaction_id": per_txn["server_transaction_id"],
-            "commit_timestamp": per_txn["commit_timestamp_min_min"],
-            "records_seen": per_txn["partition_token_count"],
-            "records_expected": per_txn["number_of_records_in_transaction_max_max"],
-        },
-        schema=_TXN_SCHEMA,
-    )
+    con = duck.connect()
+    try:
+        con.register("mods", mods)
+        return con.sql(
+            "SELECT server_transaction_id, min(commit_timestamp) AS commit_timestamp, "
+            "count(DISTINCT (partition_token, record_sequence)) AS records_seen, "
+            "max(number_of_records_in_transaction) AS records_expected "
+            "FROM mods GROUP BY server_transaction_id"
+        ).to_arrow_table().cast(_TXN_SCHEMA)
+    finally:
+        con.close()
 
 
 class _MergeTransactionCounts(beam.CombineFn):
@@ -101,63 +96,6 @@ class TransactionCompleteness(beam.PTransform):
         )
 
 
-class _HoldIncompleteFn(beam.DoFn):
-    """Quarantine the mods of transactions not read whole: applying half a transaction would
-    show a state the ledger never had (a policy bound without its premium)."""
-
-    def __init__(self):
-        self.held = Metrics.counter("rex", "mods_of_incomplete_transactions")
-
-    def process(self, mods: pa.Table, txns: pa.Table):
-        incomplete = txns.filter(pc.less(txns["records_seen"], txns["records_expected"]))
-        if incomplete.num_rows == 0:
-            yield mods
-            return
-        bad = pc.is_in(mods["server_transaction_id"], value_set=incomplete["server_transaction_id"])
-        if pc.any(bad).as_py():
-            held = mods.filter(bad)
-            self.held.inc(held.num_rows)
-            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG, _incomplete_quarantine(held, incomplete))
-            mods = mods.filter(pc.invert(bad))
-        if mods.num_rows:
-            yield mods
-
-
-def _incomplete_quarantine(held: pa.Table, incomplete: pa.Table) -> pa.Table:
-    counts = {
-        r["server_transaction_id"]: (r["records_seen"], r["records_expected"])
-        for r in incomplete.to_pylist()
-    }
-    rows = {f.name: [] for f in QUARANTINE_SCHEMA}
-    for r in held.to_pylist():
-        seen, expected = counts[r["server_transaction_id"]]
-        raw = (
-            f'{{"serverTransactionId":"{r["server_transaction_id"]}","recordSequence":"{r["record_sequence"]}",'
-            f'"tableName":"{r["table_name"]}","modIndex":{r["mod_index"]},"keysJson":{_json_str(r["keys_json"])}}}'
-        )
-        values = {
-            "quarantine_id": quarantine_id("capture", INCOMPLETE_TRANSACTION, raw + (r["new_values_json"] or "")),
-            "stage": "capture",
-            "table_name": r["table_name"],
-            "rule": INCOMPLETE_TRANSACTION,
-            "reason": f"read {seen} of {expected} records of transaction {r['server_transaction_id']}",
-            "commit_timestamp": r["commit_timestamp"],
-            "server_transaction_id": r["server_transaction_id"],
-            "record_sequence": r["record_sequence"],
-            "raw_record": raw,
-            "source": r["partition_token"],
-        }
-        for name in rows:
-            rows[name].append(values.get(name))
-    return pa.table(rows, schema=QUARANTINE_SCHEMA)
-
-
-def _json_str(text):
-    import json
-
-    return json.dumps(text)
-
-
 class _DecodeFn(beam.DoFn):
     def __init__(self):
         self.decoded = Metrics.counter("rex", "mods_decoded")
@@ -197,7 +135,7 @@ class _StageParquetFn(beam.DoFn):
         folder = os.path.join(self.staging_dir, name)
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{uuid.uuid4().hex}.parquet")
-        pq.write_table(table, path, compression="zstd")
+        pq.write_table(table, path, compression="lz4")  # read back once, soon: speed over size
         yield (name, path)
 
 
@@ -221,9 +159,10 @@ class _CommitCaptureFn(beam.DoFn):
             staged.setdefault(name, []).append(path)
         quarantine_files = staged.pop(_QUARANTINE_KEY, [])
         checkpoint = checkpoint_after(self.window_end, txns, self.previous_checkpoint)
+        incomplete = txns.filter(pc.less(txns["records_seen"], txns["records_expected"]))
         run = dict(self.run, finished_at=datetime.now(timezone.utc), status="succeeded")
         with open_warehouse(self.warehouse_uri) as wh:
-            result = wh.commit_capture(staged, quarantine_files, self.source, checkpoint, run)
+            result = wh.commit_capture(staged, quarantine_files, self.source, checkpoint, run, incomplete)
         self.applied.inc(sum(result.applied.values()))
         yield result
 
@@ -256,12 +195,9 @@ class CaptureToMirror(beam.PTransform):
     def expand(self, inputs):
         mods, upstream_quarantine = inputs
         txns = mods | "TransactionCompleteness" >> TransactionCompleteness()
-        held = mods | "HoldIncompleteTransactions" >> beam.ParDo(
-            _HoldIncompleteFn(), txns=beam.pvalue.AsSingleton(txns)
-        ).with_outputs(QUARANTINE_TAG, main="complete")
-        decoded = held.complete | "DecodeLedgerMods" >> DecodeLedgerMods()
+        decoded = mods | "DecodeLedgerMods" >> DecodeLedgerMods()
         quarantine = (
-            (upstream_quarantine, held[QUARANTINE_TAG], decoded[QUARANTINE_TAG])
+            (upstream_quarantine, decoded[QUARANTINE_TAG])
             | "AllQuarantine" >> beam.Flatten()
             | "KeyQuarantine" >> beam.Map(lambda t: (_QUARANTINE_KEY, t.cast(QUARANTINE_SCHEMA)))
         )

@@ -7,10 +7,10 @@ quarantines one mod with a reason instead of failing the batch or costing Python
 """
 from __future__ import annotations
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 
+from transforms import duck
 from transforms.ledger_schema import Column, Table, ledger_tables
 from transforms.quarantine import (
     MISSING_KEY,
@@ -58,84 +58,65 @@ def _json_path(name: str) -> str:
     return f'$."{name}"'
 
 
-# How each Spanner type is checked and cast. `v` is the extracted text, `t` its JSON type.
-def _typed_expr(col: Column, v: str, t: str) -> tuple[str, str]:
-    """(SQL for the typed value, SQL that is true when a present value has the wrong type)."""
+# How each Spanner type is cast and checked. `v` is the extracted text, `t` its JSON type and
+# `x` the already-cast value; checks lean on the cast (cheap) instead of regular expressions.
+def _cast(col: Column, v: str, t: str) -> str:
     st = col.spanner_type
     if st == "STRING":
-        return v, f"{t} <> 'VARCHAR'"
+        return v
     if st == "BOOL":
-        return f"CASE WHEN {t} = 'BOOLEAN' THEN {v} = 'true' END", f"{t} <> 'BOOLEAN'"
+        return f"CASE WHEN {t} = 'BOOLEAN' THEN {v} = 'true' END"
     if st == "INT64":
-        ok = f"({t} IN ('BIGINT','UBIGINT') OR ({t} = 'VARCHAR' AND regexp_full_match({v}, '-?[0-9]{{1,19}}')))"
-        return f"TRY_CAST({v} AS BIGINT)", f"NOT {ok} OR TRY_CAST({v} AS BIGINT) IS NULL"
+        return f"TRY_CAST({v} AS BIGINT)"
     if st == "NUMERIC":
-        # Exact decimals only: a JSON float (DOUBLE) for money is refused, not rounded.
-        ok = (
-            f"(({t} = 'VARCHAR' AND regexp_full_match({v}, '-?[0-9]{{1,29}}(\\.[0-9]{{1,9}})?'))"
-            f" OR ({t} IN ('BIGINT','UBIGINT') AND length({v}) <= 29))"
-        )
-        return f"TRY_CAST({v} AS DECIMAL(38,9))", f"NOT {ok}"
+        return f"TRY_CAST({v} AS DECIMAL(38,9))"
     if st == "FLOAT64":
-        ok = (
-            f"({t} IN ('DOUBLE','BIGINT','UBIGINT') OR "
-            f"({t} = 'VARCHAR' AND {v} IN ('NaN','Infinity','-Infinity')))"
-        )
-        return f"TRY_CAST({v} AS DOUBLE)", f"NOT {ok}"
+        return f"TRY_CAST({v} AS DOUBLE)"
     if st == "DATE":
-        ok = f"({t} = 'VARCHAR' AND regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}'))"
-        return f"TRY_CAST({v} AS DATE)", f"NOT {ok} OR TRY_CAST({v} AS DATE) IS NULL"
+        return f"TRY_CAST({v} AS DATE)"
     if st == "TIMESTAMP":
-        return f"TRY_CAST({v} AS TIMESTAMPTZ)", f"{t} <> 'VARCHAR' OR TRY_CAST({v} AS TIMESTAMPTZ) IS NULL"
+        return f"TRY_CAST({v} AS TIMESTAMPTZ)"
     raise ValueError(f"unsupported Spanner type {st} for {col.name}")
 
 
-def decode_sql(table: Table) -> str:
-    """SQL turning the mods of one table (relation `mods`) into typed rows plus error columns.
+def _valid(col: Column, v: str, t: str, x: str) -> str:
+    """SQL that is true when a present value is a valid encoding of the column's type."""
+    st = col.spanner_type
+    if st == "STRING":
+        return f"{t} = 'VARCHAR'"
+    if st == "BOOL":
+        return f"{t} = 'BOOLEAN'"
+    if st == "INT64":  # '1.5' casts to 2; the round trip catches it
+        return f"{x} IS NOT NULL AND ({t} IN ('BIGINT','UBIGINT') OR CAST({x} AS VARCHAR) = ltrim({v}, '+'))"
+    if st == "NUMERIC":  # exact decimals only: a JSON float (DOUBLE) for money is refused
+        return f"{x} IS NOT NULL AND {t} IN ('VARCHAR','BIGINT','UBIGINT')"
+    if st == "FLOAT64":
+        return f"{x} IS NOT NULL AND ({t} IN ('DOUBLE','BIGINT','UBIGINT') OR {v} IN ('NaN','Infinity','-Infinity'))"
+    if st == "DATE":
+        return f"{x} IS NOT NULL AND {t} = 'VARCHAR' AND length({v}) = 10"
+    return f"{x} IS NOT NULL AND {t} = 'VARCHAR'"
 
-    The result has the table's columns, the metadata columns, and `_error_rule`,
-    `_error_reason`, `_error_value` (NULL when the mod decoded cleanly).
+
+def decode_sql(table: Table) -> str:
+    """SQL turning the mods of one table (relation `mods`) into typed rows.
+
+    The result has the table's columns, the metadata columns, the raw mod columns, the
+    extracted text and JSON types (`_kv`, `_kt`, `_vv`, `_vt`) and `_ok`, true when the mod
+    decoded cleanly; `reason_sql` explains the others.
     """
     keys = table.key_columns
     values = table.value_columns
     key_paths = "[" + ", ".join(ql(_json_path(c.name)) for c in keys) + "]"
     val_paths = "[" + ", ".join(ql(_json_path(c.name)) for c in values) + "]"
-    selects, key_checks, type_checks = [], [], []
-    for i, c in enumerate(keys, start=1):
-        v, t = f"_kv[{i}]", f"_kt[{i}]"
-        typed, wrong = _typed_expr(c, v, t)
-        selects.append(f"{typed} AS {qi(c.name)}")
-        key_checks.append(
-            f"WHEN _kt IS NULL OR {t} IS NULL OR {t} = 'NULL' THEN "
-            f"{ql(MISSING_KEY)} || '|' || {ql('key column ' + c.name + ' is missing')} || '|'"
-        )
-        type_checks.append(
-            f"WHEN {wrong} THEN {ql(WRONG_TYPE)} || '|' || "
-            f"{ql(f'{c.name} is not a valid {c.spanner_type}: ')} || coalesce({v}, 'null') || '|' || coalesce({v}, 'null')"
-        )
-    for i, c in enumerate(values, start=1):
-        v, t = f"_vv[{i}]", f"_vt[{i}]"
-        typed, wrong = _typed_expr(c, v, t)
-        selects.append(f"CASE WHEN {t} IS NOT NULL AND {t} <> 'NULL' THEN {typed} END AS {qi(c.name)}")
-        type_checks.append(
-            f"WHEN {t} IS NOT NULL AND {t} <> 'NULL' AND ({wrong}) THEN {ql(WRONG_TYPE)} || '|' || "
-            f"{ql(f'{c.name} is not a valid {c.spanner_type}: ')} || coalesce({v}, 'null') || '|' || coalesce({v}, 'null')"
-        )
+    casts, checks = [], ["_keys_ok", "_vals_ok", "mod_type IN ('INSERT','UPDATE','DELETE')",
+                         f"(mod_type = 'DELETE' OR value_capture_type IN ({_capture_list()}))"]
+    for c, v, t in _slots(table):
+        present = f"{t} IS NOT NULL AND {t} <> 'NULL'"
+        cast = _cast(c, v, t)
+        casts.append(f"{cast if c.name in table.primary_key else f'CASE WHEN {present} THEN {cast} END'} AS {qi(c.name)}")
+        valid = _valid(c, v, t, qi(c.name))
+        checks.append(f"({present} AND {valid})" if c.name in table.primary_key else f"(NOT ({present}) OR ({valid}))")
     meta = [f"{src} AS {qi(name)}" for name, src, _t in METADATA_COLUMNS]
-    capture = ", ".join(ql(c) for c in SUPPORTED_CAPTURE)
-    error_case = "\n        ".join(
-        [
-            "WHEN NOT _keys_ok THEN " + ql(MISSING_KEY) + " || '|keys are not a JSON object|' || coalesce(keys_json, 'null')",
-            "WHEN NOT _vals_ok THEN " + ql(WRONG_TYPE) + " || '|new values are not a JSON object|' || coalesce(new_values_json, 'null')",
-            "WHEN mod_type NOT IN ('INSERT','UPDATE','DELETE') THEN "
-            + ql(UNSUPPORTED_MOD) + " || '|unknown mod type ' || coalesce(mod_type, 'null') || '|' || coalesce(mod_type, 'null')",
-            f"WHEN mod_type <> 'DELETE' AND value_capture_type NOT IN ({capture}) THEN "
-            + ql(UNSUPPORTED_MOD)
-            + " || '|value capture type ' || value_capture_type || ' does not carry whole rows; the mirror needs NEW_ROW|' || value_capture_type",
-            *key_checks,
-            *type_checks,
-        ]
-    )
     return f"""
     WITH parsed AS (
       SELECT *,
@@ -144,36 +125,76 @@ def decode_sql(table: Table) -> str:
       FROM mods
     ), extracted AS (
       SELECT *,
-        CASE WHEN _keys_ok THEN json_extract_string(keys_json::JSON, {key_paths}) END AS _kv,
-        CASE WHEN _keys_ok THEN json_type(keys_json::JSON, {key_paths}) END AS _kt,
-        CASE WHEN _vals_ok AND coalesce(new_values_json, '') <> '' THEN json_extract_string(new_values_json::JSON, {val_paths}) END AS _vv,
-        CASE WHEN _vals_ok AND coalesce(new_values_json, '') <> '' THEN json_type(new_values_json::JSON, {val_paths}) END AS _vt
+        CASE WHEN _keys_ok THEN json_extract_string(keys_json, {key_paths}) END AS _kv,
+        CASE WHEN _keys_ok THEN json_type(keys_json, {key_paths}) END AS _kt,
+        CASE WHEN _vals_ok AND coalesce(new_values_json, '') <> '' THEN json_extract_string(new_values_json, {val_paths}) END AS _vv,
+        CASE WHEN _vals_ok AND coalesce(new_values_json, '') <> '' THEN json_type(new_values_json, {val_paths}) END AS _vt
       FROM parsed
-    ), checked AS (
-      SELECT *, CASE
-        {error_case}
-      END AS _error
-      FROM extracted
+    ), typed AS (
+      SELECT *, {", ".join(casts)} FROM extracted
     )
-    SELECT
-      {", ".join(selects)},
-      {", ".join(meta)},
-      coalesce(split_part(_error, '|', 1), '') AS _error_rule,
-      split_part(_error, '|', 2) AS _error_reason,
-      nullif(array_to_string(string_split(_error, '|')[3:], '|'), '') AS _error_value,
+    SELECT {", ".join(qi(c.name) for c in table.columns)}, {", ".join(meta)},
+      coalesce({" AND ".join(checks)}, false) AS _ok,
+      _keys_ok, _vals_ok, _kv, _kt, _vv, _vt,
       commit_timestamp, server_transaction_id, record_sequence, partition_token, mod_index,
       table_name, mod_type, keys_json, new_values_json, old_values_json, value_capture_type
-    FROM checked
+    FROM typed
     """
+
+
+def reason_sql(table: Table) -> str:
+    """For rows of `decoded` that are not `_ok`: rule|reason|offending value, first failure wins."""
+    whens = [
+        f"WHEN NOT _keys_ok THEN {ql(MISSING_KEY)} || '|keys are not a JSON object|' || coalesce(keys_json, 'null')",
+        f"WHEN NOT _vals_ok THEN {ql(WRONG_TYPE)} || '|new values are not a JSON object|' || coalesce(new_values_json, 'null')",
+        f"WHEN mod_type IS NULL OR mod_type NOT IN ('INSERT','UPDATE','DELETE') THEN {ql(UNSUPPORTED_MOD)}"
+        " || '|unknown mod type ' || coalesce(mod_type, 'null') || '|' || coalesce(mod_type, 'null')",
+        f"WHEN mod_type <> 'DELETE' AND value_capture_type NOT IN ({_capture_list()}) THEN {ql(UNSUPPORTED_MOD)}"
+        " || '|value capture type ' || value_capture_type || ' does not carry whole rows; the mirror needs NEW_ROW|'"
+        " || value_capture_type",
+    ]
+    for c, v, t in _slots(table):
+        if c.name in table.primary_key:
+            whens.append(
+                f"WHEN _kt IS NULL OR {t} IS NULL OR {t} = 'NULL' THEN "
+                f"{ql(MISSING_KEY + '|key column ' + c.name + ' is missing|')}"
+            )
+    for c, v, t in _slots(table):
+        present = f"{t} IS NOT NULL AND {t} <> 'NULL'"
+        whens.append(
+            f"WHEN {present} AND NOT coalesce({_valid(c, v, t, qi(c.name))}, false) THEN "
+            f"{ql(WRONG_TYPE + '|' + c.name + ' is not a valid ' + c.spanner_type + ': ')} || coalesce({v}, 'null')"
+            f" || '|' || coalesce({v}, 'null')"
+        )
+    return f"""
+    SELECT *,
+      split_part(_error, '|', 1) AS _error_rule,
+      split_part(_error, '|', 2) AS _error_reason,
+      nullif(array_to_string(string_split(_error, '|')[3:], '|'), '') AS _error_value
+    FROM (SELECT *, CASE {" ".join(whens)} ELSE {ql(WRONG_TYPE + '|mod cannot be decoded|')} END AS _error
+          FROM decoded WHERE NOT _ok)
+    """
+
+
+def _slots(table: Table):
+    """(column, extracted-text SQL, JSON-type SQL) for keys then values, in list positions."""
+    for i, c in enumerate(table.key_columns, start=1):
+        yield c, f"_kv[{i}]", f"_kt[{i}]"
+    for i, c in enumerate(table.value_columns, start=1):
+        yield c, f"_vv[{i}]", f"_vt[{i}]"
+
+
+def _capture_list() -> str:
+    return ", ".join(ql(c) for c in SUPPORTED_CAPTURE)
 
 
 class ModDecoder:
     """Decodes mixed-table mod batches; holds one in-memory DuckDB connection and its SQL."""
 
     def __init__(self) -> None:
-        self._con = duckdb.connect(":memory:")
-        self._con.execute("SET threads TO 1")  # Beam parallelises across bundles already
+        self._con = duck.connect()
         self._sql = {name: decode_sql(t) for name, t in ledger_tables().items()}
+        self._reasons = {name: reason_sql(t) for name, t in ledger_tables().items()}
 
     def close(self) -> None:
         self._con.close()
@@ -189,12 +210,14 @@ class ModDecoder:
             rejects = [self._unknown_tables(source)]
             names = pa.compute.unique(mods["table_name"]).to_pylist()
             for name in sorted(n for n in names if n in self._sql):
-                con.register("mods", con.sql(f"SELECT * FROM all_mods WHERE table_name = {ql(name)}").to_arrow_table())
-                con.register("decoded", con.sql(self._sql[name]).to_arrow_table())
-                good = con.sql(f"SELECT * EXCLUDE ({_WORK_COLUMNS}) FROM decoded WHERE _error_rule = ''").to_arrow_table()
-                bad = con.sql(_QUARANTINE_FROM_DECODED, params=[source]).to_arrow_table()
-                con.unregister("decoded")
-                con.unregister("mods")
+                con.execute(f"CREATE OR REPLACE TEMP VIEW mods AS SELECT * FROM all_mods WHERE table_name = {ql(name)}")
+                con.execute(f"CREATE OR REPLACE TEMP TABLE decoded AS {self._sql[name]}")
+                good = con.sql(f"SELECT * EXCLUDE ({_WORK_COLUMNS}) FROM decoded WHERE _ok").to_arrow_table()
+                bad = con.sql(
+                    _QUARANTINE_FROM_REASONS.format(reasons=self._reasons[name]), params=[source]
+                ).to_arrow_table()
+                con.execute("DROP TABLE decoded")
+                con.execute("DROP VIEW mods")
                 if good.num_rows:
                     out[name] = good
                 if bad.num_rows:
@@ -217,7 +240,7 @@ class ModDecoder:
 
 
 _WORK_COLUMNS = (
-    "_error_rule, _error_reason, _error_value, commit_timestamp, server_transaction_id, "
+    "_ok, _keys_ok, _vals_ok, _kv, _kt, _vv, _vt, commit_timestamp, server_transaction_id, "
     "record_sequence, partition_token, mod_index, table_name, mod_type, keys_json, "
     "new_values_json, old_values_json, value_capture_type"
 )
@@ -238,6 +261,6 @@ _QUARANTINE_SELECT = (
     "coalesce(nullif(?, ''), partition_token) AS source FROM {rel}"
 )
 
-_QUARANTINE_FROM_DECODED = _QUARANTINE_SELECT.format(
-    rule="_error_rule", reason="_error_reason", value="_error_value", rel="decoded WHERE _error_rule <> ''"
+_QUARANTINE_FROM_REASONS = _QUARANTINE_SELECT.format(
+    rule="_error_rule", reason="_error_reason", value="_error_value", rel="({reasons})"
 )

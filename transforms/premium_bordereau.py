@@ -7,10 +7,10 @@ the Arrow batch and the (small) treaty and policy side tables, so no Python runs
 from __future__ import annotations
 
 import apache_beam as beam
-import duckdb
 import pyarrow as pa
 from apache_beam.metrics import Metrics
 
+from transforms import duck
 from transforms.cession import ceded_fraction, money
 from transforms.ledger_snapshot import ReadLedgerTable
 
@@ -97,7 +97,7 @@ SORT_KEYS = [("period", "ascending"), ("policy_number", "ascending"), ("transact
 
 
 def policy_risks(policies: pa.Table, locations: pa.Table) -> pa.Table:
-    con = duckdb.connect()
+    con = duck.connect()
     con.register("policies", policies)
     con.register("locations", locations)
     try:
@@ -110,7 +110,7 @@ def premium_bordereau_rows(premiums: pa.Table, risks: pa.Table, treaties: pa.Tab
                            participations: pa.Table, con=None) -> pa.Table:
     """The bordereau rows (all reinsurers) of one batch of premium transactions."""
     own = con is None
-    con = con or duckdb.connect()
+    con = con or duck.connect()
     for name, table in (("premiums", premiums), ("risks", risks), ("treaties", treaties),
                         ("participations", participations)):
         con.register(name, table)
@@ -133,7 +133,7 @@ class _BordereauFn(beam.DoFn):
         self.rows = Metrics.counter("rex", "premium_bordereau_rows")
 
     def setup(self):
-        self.con = duckdb.connect()
+        self.con = duck.connect()
         self._risks_key = None
 
     def teardown(self):

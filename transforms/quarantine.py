@@ -15,6 +15,7 @@ UNKNOWN_TABLE = "unknown_table"
 MISSING_KEY = "missing_key"
 WRONG_TYPE = "wrong_type"
 UNSUPPORTED_MOD = "unsupported_mod"
+INCOMPLETE_TRANSACTION = "incomplete_transaction"
 
 QUARANTINE_SCHEMA = pa.schema(
     [

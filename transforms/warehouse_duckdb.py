@@ -14,16 +14,22 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
+from transforms import duck
 from transforms.errors import WarehouseError
 from transforms.ledger_schema import Table, ledger_tables
-from transforms.mod_decoding import METADATA_COLUMNS, qi
-from transforms.quarantine import QUARANTINE_SCHEMA
+from transforms.mod_decoding import METADATA_COLUMNS, qi, ql
+from transforms.quarantine import INCOMPLETE_TRANSACTION, QUARANTINE_SCHEMA
 from transforms.warehouse import LEDGER_DATASET, OPS_DATASET, REPORTS_DATASET, partner_dataset
 
 _TS = "_metadata_spanner_commit_timestamp"
 _SEQ = "_metadata_spanner_record_sequence"
 _TXN = "_metadata_spanner_server_transaction_id"
 _MOD = "_metadata_spanner_mod_type"
+
+_NO_INCOMPLETE = pa.table(
+    {"server_transaction_id": pa.array([], pa.string()), "records_seen": pa.array([], pa.int64()),
+     "records_expected": pa.array([], pa.int64())}
+)
 
 _OPS_DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {OPS_DATASET};
@@ -74,7 +80,7 @@ class DuckDbWarehouse:
             if not os.path.isdir(parent):
                 raise WarehouseError(f"warehouse folder {parent} does not exist")
         try:
-            self.con = duckdb.connect(path)
+            self.con = duck.connect(path)
         except duckdb.Error as e:
             raise WarehouseError(f"cannot open warehouse {path}: {str(e).splitlines()[0]}") from e
         self.ensure_schema()
@@ -122,21 +128,31 @@ class DuckDbWarehouse:
         source: str,
         checkpoint: datetime,
         run: dict,
+        incomplete: pa.Table | None = None,
     ) -> CaptureResult:
-        """Apply staged Parquet changes, quarantine, checkpoint and run row in one transaction."""
+        """Apply staged Parquet changes, quarantine, checkpoint and run row in one transaction.
+
+        `incomplete` lists transactions read only in part (server_transaction_id,
+        records_seen, records_expected); their changes are quarantined, not applied.
+        """
         con = self.con
         result = CaptureResult()
+        con.register("_incomplete", incomplete if incomplete is not None else _NO_INCOMPLETE)
         con.execute("BEGIN TRANSACTION")
         try:
+            held = 0
             for name, files in sorted(staged.items()):
                 t = ledger_tables()[name]
-                read, applied = self._apply_table(t, files)
+                held += self._hold_incomplete(t, files, run["run_id"])
+                read, applied = self._apply_table(t)
                 result.read[name] = read
                 result.applied[name] = applied
                 result.duplicates[name] = read - applied
             result.quarantined, result.quarantined_new = self._insert_quarantine(
                 quarantine_files, run["run_id"]
             )
+            result.quarantined += held
+            result.quarantined_new += held
             con.execute(f"DELETE FROM {OPS_DATASET}.checkpoints WHERE source = ?", [source])
             con.execute(
                 f"INSERT INTO {OPS_DATASET}.checkpoints VALUES (?, ?, ?, now())",
@@ -149,9 +165,41 @@ class DuckDbWarehouse:
         except Exception:
             con.execute("ROLLBACK")
             raise
+        finally:
+            con.unregister("_incomplete")
         return result
 
-    def _apply_table(self, t: Table, files: list[str]) -> tuple[int, int]:
+    def _hold_incomplete(self, t: Table, files: list[str], run_id: str) -> int:
+        """Stage a table's changes in `_stg`, moving those of incomplete transactions to quarantine."""
+        con = self.con
+        pk = [qi(k) for k in t.primary_key]
+        ident = [qi(_TXN)] + pk
+        file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _stg AS SELECT DISTINCT ON ({', '.join(ident)}) * "
+            f"FROM read_parquet({file_list})"
+        )
+        held = con.execute(
+            f"SELECT count(*) FROM _stg s JOIN _incomplete i ON i.server_transaction_id = s.{qi(_TXN)}"
+        ).fetchall()[0][0]
+        if not held:
+            return 0
+        raw = "to_json(s)::VARCHAR"
+        con.execute(
+            f"""INSERT INTO {OPS_DATASET}.quarantine
+            SELECT sha256('capture' || chr(31) || '{INCOMPLETE_TRANSACTION}' || chr(31) || {raw}),
+              'capture', NULL, NULL, {ql(t.name)}, '{INCOMPLETE_TRANSACTION}',
+              'read ' || i.records_seen || ' of ' || i.records_expected || ' records of transaction ' || s.{qi(_TXN)},
+              NULL, s.{qi(_TS)}, s.{qi(_TXN)}, s.{qi(_SEQ)}, {raw}, NULL, ?, now()
+            FROM _stg s JOIN _incomplete i ON i.server_transaction_id = s.{qi(_TXN)}
+            WHERE NOT EXISTS (SELECT 1 FROM {OPS_DATASET}.quarantine q
+              WHERE q.quarantine_id = sha256('capture' || chr(31) || '{INCOMPLETE_TRANSACTION}' || chr(31) || {raw}))""",
+            [run_id],
+        )
+        con.execute(f"DELETE FROM _stg WHERE {qi(_TXN)} IN (SELECT server_transaction_id FROM _incomplete)")
+        return held
+
+    def _apply_table(self, t: Table) -> tuple[int, int]:
         """Append unseen changes to the changelog, then rebuild current state for their keys.
 
         A change is identified by (server transaction id, primary key): Spanner emits at most
@@ -164,11 +212,6 @@ class DuckDbWarehouse:
         cur = f"{LEDGER_DATASET}.{qi(t.name)}"
         pk = [qi(k) for k in t.primary_key]
         ident = [qi(_TXN)] + pk
-        file_list = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _stg AS SELECT DISTINCT ON ({', '.join(ident)}) * "
-            f"FROM read_parquet({file_list})"
-        )
         read = con.execute("SELECT count(*) FROM _stg").fetchall()[0][0]
         on = " AND ".join(f"c.{c} IS NOT DISTINCT FROM s.{c}" for c in ident)
         cols = ", ".join(qi(c.name) for c in t.columns) + ", " + ", ".join(qi(m[0]) for m in METADATA_COLUMNS)
