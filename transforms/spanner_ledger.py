@@ -14,6 +14,7 @@ from datetime import datetime
 from google.api_core import exceptions as api_exceptions
 from google.api_core.client_options import ClientOptions
 from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import spanner
 from google.cloud.spanner_v1 import param_types
 from google.cloud.spanner_v1.database import Database
@@ -68,7 +69,13 @@ def spanner_client(project: str, emulator_host: str | None = None) -> spanner.Cl
     """A Spanner client: anonymous plaintext for the emulator, default credentials otherwise."""
     host = emulator_host_in_use(emulator_host)
     if not host:
-        return spanner.Client(project=project)
+        try:
+            return spanner.Client(project=project)
+        except DefaultCredentialsError as e:
+            raise LedgerSourceError(
+                "no Google Cloud credentials for Spanner: set SPANNER_EMULATOR_HOST for the emulator, "
+                "or configure Application Default Credentials"
+            ) from e
     client = spanner.Client(
         project=project,
         credentials=AnonymousCredentials(),
