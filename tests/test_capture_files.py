@@ -125,6 +125,24 @@ def test_each_kind_of_bad_input_is_quarantined_and_the_run_goes_on(tmp_path):
     assert '"tableName":"Policys"' in raw and "PX" in raw
 
 
+def test_a_transaction_split_over_files_is_applied_once_all_its_records_are_read(tmp_path):
+    """The template may write one transaction's records into different files (and a re-delivered
+    file repeats records): completeness counts distinct records over the whole read."""
+    d = tmp_path / "changes"
+    first = record("Policies", "INSERT", [policy("P1")], ts_ns=ts_ns(1), txn="t1", seq=0, records_in_txn=2)
+    second = record("Policies", "UPDATE", [policy("P2")], ts_ns=ts_ns(1), txn="t1", seq=1, records_in_txn=2)
+    half = record("Policies", "INSERT", [policy("P3")], ts_ns=ts_ns(2), txn="t2", seq=0, records_in_txn=2)
+    write_jsonl(str(d / "a.jsonl"), [first, half])
+    write_jsonl(str(d / "b.jsonl"), [second])
+    write_jsonl(str(d / "c.jsonl"), [first, half])  # re-delivered: the same records again
+    uri = _wh(tmp_path)
+    summary = run_capture(str(d), uri)
+    assert summary.result.applied == {"Policies": 2}
+    assert _rows(uri, "SELECT PolicyId FROM rex_ledger.Policies ORDER BY 1") == [("P1",), ("P2",)]
+    assert _rows(uri, "SELECT rule, reason FROM rex_ops.quarantine") == [
+        ("incomplete_transaction", "read 1 of 2 records of transaction t2")]
+
+
 def test_missing_folder_fails_fast_with_one_line(tmp_path):
     with pytest.raises(LedgerSourceError, match="does not exist"):
         run_capture(str(tmp_path / "nope"), _wh(tmp_path))

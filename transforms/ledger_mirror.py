@@ -1,8 +1,8 @@
 """Beam transforms from mod batches to the warehouse's ledger mirror.
 
-    mods ─┬─ TransactionCompleteness ───────────────────────────┐ (side input)
-          └─ DecodeLedgerMods ─┬─ StageParquet ─ CollectStaged ─┴─ CommitCapture
-             source quarantine ┴─ (quarantine batches staged too)
+    mods ─┬─ TransactionCompleteness ─────────────────────────────┐ (side input)
+          └─ DecodeLedgerMods ─┬─ StageTables ─────┬─ CollectStaged ┴─ CommitCapture
+             source quarantine ┴─ StageQuarantine ─┘
 
 Decoded batches are staged as Parquet files and applied by one final step in one warehouse
 transaction (the pattern BigQuery file loads use too), so a failed run changes nothing. The
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
@@ -30,69 +31,97 @@ from transforms.quarantine import QUARANTINE_SCHEMA
 
 _QUARANTINE_KEY = "_quarantine"
 
-_TXN_SCHEMA = pa.schema(
+# The records of transactions a batch holds only in part; a transaction read whole within one
+# batch (nearly all of them: sources never split a record, and files hold whole transactions)
+# is settled there and never leaves it. (So a transaction read whole in one batch and again
+# in part in another counts as read whole; the partial copies of one split transaction are
+# pooled, distinct records only. Re-delivered files repeat whole files, which both cover.)
+_PARTIAL_SCHEMA = pa.schema(
     [
         ("server_transaction_id", pa.string()),
-        ("commit_timestamp", pa.timestamp("us", tz="UTC")),
+        ("partition_token", pa.string()),
+        ("record_sequence", pa.string()),
+        ("records_expected", pa.int64()),
+    ]
+)
+
+_INCOMPLETE_SCHEMA = pa.schema(
+    [
+        ("server_transaction_id", pa.string()),
         ("records_seen", pa.int64()),
         ("records_expected", pa.int64()),
     ]
 )
 
 
-def transaction_counts(mods: pa.Table) -> pa.Table:
-    """Records seen per transaction in one batch (sources never split a record across batches)."""
+@dataclass
+class Completeness:
+    """What the commit needs to know of the transactions read: the newest commit time, and
+    the records of transactions not read whole in any one batch."""
+
+    newest_commit: datetime | None
+    partial: pa.Table  # _PARTIAL_SCHEMA, distinct records
+
+    def incomplete(self) -> pa.Table:
+        """Transactions with fewer distinct records read than they declare."""
+        if self.partial.num_rows == 0:
+            return _INCOMPLETE_SCHEMA.empty_table()
+        con = duck.connect()
+        try:
+            con.register("partial", self.partial)
+            return con.sql(
+                "SELECT server_transaction_id, count(DISTINCT (partition_token, record_sequence)) AS records_seen, "
+                "max(records_expected) AS records_expected FROM partial GROUP BY ALL "
+                "HAVING count(DISTINCT (partition_token, record_sequence)) < max(records_expected)"
+            ).to_arrow_table().cast(_INCOMPLETE_SCHEMA)
+        finally:
+            con.close()
+
+
+def transaction_completeness(mods: pa.Table) -> Completeness:
+    """One batch's newest commit and the records of the transactions it holds only in part."""
     if mods.num_rows == 0:
-        return _TXN_SCHEMA.empty_table()
+        return Completeness(None, _PARTIAL_SCHEMA.empty_table())
     con = duck.connect()
     try:
         con.register("mods", mods)
-        return con.sql(
-            "SELECT server_transaction_id, min(commit_timestamp) AS commit_timestamp, "
-            "count(DISTINCT (partition_token, record_sequence)) AS records_seen, "
-            "max(number_of_records_in_transaction) AS records_expected "
-            "FROM mods GROUP BY server_transaction_id"
-        ).to_arrow_table().cast(_TXN_SCHEMA)
+        partial = con.sql(
+            "WITH records AS (SELECT DISTINCT server_transaction_id, partition_token, record_sequence, "
+            "number_of_records_in_transaction AS records_expected FROM mods), "
+            "short AS (SELECT server_transaction_id FROM records GROUP BY ALL "
+            "HAVING count(DISTINCT (partition_token, record_sequence)) < max(records_expected)) "
+            "SELECT r.* FROM records r SEMI JOIN short USING (server_transaction_id)"
+        ).to_arrow_table().cast(_PARTIAL_SCHEMA)
     finally:
         con.close()
+    return Completeness(pc.max(mods["commit_timestamp"]).as_py(), partial)
 
 
-class _MergeTransactionCounts(beam.CombineFn):
+class _MergeCompleteness(beam.CombineFn):
     def create_accumulator(self):
-        return []
+        return Completeness(None, _PARTIAL_SCHEMA.empty_table())
 
-    def add_input(self, acc, table):
-        acc.append(table)
-        return acc
+    def add_input(self, acc, batch):
+        return self.merge_accumulators([acc, batch])
 
     def merge_accumulators(self, accs):
-        return [t for acc in accs for t in acc]
+        accs = list(accs)
+        newest = max((a.newest_commit for a in accs if a.newest_commit is not None), default=None)
+        partial = [a.partial for a in accs if a.partial.num_rows]
+        return Completeness(newest, pa.concat_tables(partial) if partial else _PARTIAL_SCHEMA.empty_table())
 
     def extract_output(self, acc):
-        if not acc:
-            return _TXN_SCHEMA.empty_table()
-        merged = pa.concat_tables(acc).group_by("server_transaction_id", use_threads=False).aggregate(
-            [("commit_timestamp", "min"), ("records_seen", "sum"), ("records_expected", "max")]
-        )
-        return pa.table(
-            {
-                "server_transaction_id": merged["server_transaction_id"],
-                "commit_timestamp": merged["commit_timestamp_min"],
-                "records_seen": merged["records_seen_sum"],
-                "records_expected": merged["records_expected_max"],
-            },
-            schema=_TXN_SCHEMA,
-        )
+        return acc
 
 
 class TransactionCompleteness(beam.PTransform):
-    """One table: every transaction read, its commit time, records seen and records expected."""
+    """One `Completeness` for the whole read: small whatever the read's size."""
 
     def expand(self, mods):
         return (
             mods
-            | "CountRecords" >> beam.Map(transaction_counts)
-            | "MergeCounts" >> beam.CombineGlobally(_MergeTransactionCounts())
+            | "CheckBatches" >> beam.Map(transaction_completeness)
+            | "MergeBatches" >> beam.CombineGlobally(_MergeCompleteness())
         )
 
 
@@ -151,7 +180,7 @@ class _CommitCaptureFn(beam.DoFn):
         self.previous_checkpoint = previous_checkpoint
         self.applied = Metrics.counter("rex", "changes_written")
 
-    def process(self, staged_paths: list, txns: pa.Table):
+    def process(self, staged_paths: list, txns: Completeness):
         from transforms.warehouse import open_warehouse
 
         staged: dict[str, list[str]] = {}
@@ -159,7 +188,7 @@ class _CommitCaptureFn(beam.DoFn):
             staged.setdefault(name, []).append(path)
         quarantine_files = staged.pop(_QUARANTINE_KEY, [])
         checkpoint = checkpoint_after(self.window_end, txns, self.previous_checkpoint)
-        incomplete = txns.filter(pc.less(txns["records_seen"], txns["records_expected"]))
+        incomplete = txns.incomplete()
         run = dict(self.run, finished_at=datetime.now(timezone.utc), status="succeeded")
         with open_warehouse(self.warehouse_uri) as wh:
             result = wh.commit_capture(staged, quarantine_files, self.source, checkpoint, run, incomplete)
@@ -167,13 +196,13 @@ class _CommitCaptureFn(beam.DoFn):
         yield result
 
 
-def checkpoint_after(window_end, txns: pa.Table, previous) -> datetime:
+def checkpoint_after(window_end, txns: Completeness, previous) -> datetime:
     """The last commit time fully read: the window's end when the reader guarantees it
     (Spanner), else the newest transaction read, else where we already were."""
     if window_end is not None:
         return window_end
-    if txns.num_rows:
-        return pc.max(txns["commit_timestamp"]).as_py()
+    if txns.newest_commit is not None:
+        return txns.newest_commit
     if previous is not None:
         return previous
     return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(0)
@@ -201,10 +230,14 @@ class CaptureToMirror(beam.PTransform):
             | "AllQuarantine" >> beam.Flatten()
             | "KeyQuarantine" >> beam.Map(lambda t: (_QUARANTINE_KEY, t.cast(QUARANTINE_SCHEMA)))
         )
+        # Stage before merging: a Flatten ends a fused stage, and only the (table, path) pairs
+        # should cross it, not the Arrow tables (pickling those was a third of the run).
         staged = (
-            (decoded.tables, quarantine)
-            | "Merge" >> beam.Flatten()
-            | "StageParquet" >> beam.ParDo(_StageParquetFn(self.staging_dir))
+            (
+                decoded.tables | "StageTables" >> beam.ParDo(_StageParquetFn(self.staging_dir)),
+                quarantine | "StageQuarantine" >> beam.ParDo(_StageParquetFn(self.staging_dir)),
+            )
+            | "MergeStaged" >> beam.Flatten()
             | "CollectStaged" >> beam.combiners.ToList()
         )
         return staged | "CommitCapture" >> beam.ParDo(
