@@ -4,7 +4,7 @@ Prints records/s and mods/s for the capture alone (end to end: file parse, decod
 staging and the warehouse commit) and the process's peak memory. Not a test: run it by hand,
 e.g. under `/usr/bin/time -v` or `hyperfine`, and compare medians of several runs.
 
-    .venv/bin/python bench/capture_files.py --policies 60000 --days 365
+    .venv/bin/python bench/capture_files.py --policies 200000 --days 365
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from transforms.change_files import list_change_files  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--policies", type=int, default=60_000)
+    ap.add_argument("--policies", type=int, default=200_000)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--changes", default="bench/out/changes", help="reused if it already holds records")
     ap.add_argument("--keep", action="store_true", help="keep the warehouse file")

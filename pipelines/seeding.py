@@ -5,11 +5,11 @@ from transforms.errors import LedgerSourceError
 
 
 def seed_files(seed: int, policies: int, days: int, out_dir: str) -> dict:
-    """Write the book as change-record files; refuses a folder that already holds some."""
-    from transforms.seed_book import generate_book
-    from transforms.seed_files import write_change_files
+    """Write the book as change-record files (desks in parallel, one process per core);
+    refuses a folder that already holds some."""
+    from transforms.seed_files import write_book_files
 
-    return write_change_files(generate_book(seed=seed, policies=policies, days=days), out_dir, seed=seed)
+    return write_book_files(seed, policies, days, out_dir)
 
 
 def seed_spanner(seed: int, policies: int, days: int, db_path: str, emulator_host: str | None = None) -> dict:

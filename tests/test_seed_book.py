@@ -29,7 +29,7 @@ from transforms.seed_book import (
     generate_book,
     replay_book,
 )
-from transforms.seed_files import numeric_text, write_change_files
+from transforms.seed_files import numeric_text, write_book_files, write_change_files
 from transforms.seed_spanner import write_to_spanner
 from transforms.spanner_change_stream import read_change_stream
 from transforms.spanner_ledger import database_now
@@ -273,6 +273,43 @@ def test_file_writer_refuses_a_folder_with_change_files(tmp_path):
     write_change_files(small_book(policies=3, days=5), tmp_path)
     with pytest.raises(RexError, match="already holds change files"):
         write_change_files(small_book(policies=3, days=5), tmp_path)
+
+
+# --- desks: big books are generated in parallel -------------------------------------------
+
+DESKED = dict(seed=5, policies=90, days=60, desk_policies=25)  # four desks of 22-23 policies
+
+
+def test_a_desked_book_is_one_valid_ledger_with_unique_ids():
+    book = list(generate_book(**DESKED))
+    assert {t.desk for t in book} == {0, 1, 2, 3}
+    assert [(t.day, t.desk) for t in book] == sorted((t.day, t.desk) for t in book)
+    final = replay_book(book)  # raises on a duplicate insert: ids are unique across desks
+    assert len(final["Policies"]) == 90
+    assert sum(t.tag.startswith("seed:reference") or t.tag == "seed:fx-rates" for t in book) == 2
+    policies_by_desk = defaultdict(set)
+    for t in book:
+        for m in t.mutations:
+            if m.table == "Policies":
+                policies_by_desk[t.desk].add(m.row["PolicyId"])
+    assert all(a.isdisjoint(b) for a in policies_by_desk.values() for b in policies_by_desk.values() if a is not b)
+    events = defaultdict(set)  # a catastrophe's code names one peril on every desk
+    for claim in final["Claims"].values():
+        if claim["CatEventCode"]:
+            events[claim["CatEventCode"]].add((claim["Peril"], claim["LossDate"]))
+    assert events and all(len(v) == 1 for v in events.values())
+
+
+def test_desks_written_in_parallel_hold_the_records_of_the_sequential_writer(tmp_path):
+    parallel = write_book_files(DESKED["seed"], 90, 60, str(tmp_path / "parallel"), workers=2, desk_policies=25)
+    book = generate_book(**DESKED)
+    sequential = write_change_files(book, str(tmp_path / "sequential"), seed=DESKED["seed"])
+    assert parallel["files"] == 4 and sorted(os.listdir(tmp_path / "parallel"))[0] == "changes-d00-00000.jsonl"
+    assert {k: v for k, v in parallel.items() if k != "files"} == {k: v for k, v in sequential.items() if k != "files"}
+    assert sorted(line for _n, line in read_records(tmp_path / "parallel")) == \
+        sorted(line for _n, line in read_records(tmp_path / "sequential"))
+    commits = [json.loads(line)["commitTimestamp"] for _n, line in read_records(tmp_path / "sequential")]
+    assert commits == sorted(commits, key=lambda c: (c["seconds"], c["nanos"]))  # merged order = commit order
 
 
 # --- real Spanner (emulator) ----------------------------------------------------------------

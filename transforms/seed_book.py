@@ -23,6 +23,7 @@ Why the book looks the way it does:
 from __future__ import annotations
 
 import calendar
+import hashlib
 import heapq
 import random
 from bisect import bisect_right
@@ -47,6 +48,8 @@ class Mutation:
 class LedgerTransaction:
     tag: str  # the Spanner transaction tag, e.g. "seed:policy-bind"
     mutations: tuple[Mutation, ...]
+    day: int = 0  # the simulated business day it was booked on (0 = the book's first day)
+    desk: int = 0  # the underwriting desk that booked it (see `book_desks`)
 
     def record_groups(self) -> list[tuple[str, str, list[Mutation]]]:
         """The transaction split as Spanner's change stream splits it into data change records:
@@ -292,6 +295,9 @@ _ENDORSEMENTS = _Weights((("tiv", 60), ("add", 25), ("remove", 15)))
 _LOSS_BANDS = {False: _Weights((((1, 20), 70), ((20, 100), 25), ((100, 400), 5))),
                True: _Weights((((10, 80), 70), ((80, 250), 25), ((250, 600), 5)))}
 _PAYMENT_COUNTS = _Weights(((1, 50), (2, 35), (3, 15)))
+# Catastrophes strike zones in proportion to the business written there.
+_ZONE_WEIGHTS = _Weights((z, c.weight / len(c.zones)) for c in COUNTRIES for z in c.zones)
+_CAT_ATTEMPTS = 50
 _COLUMNS = {name: tuple(t.column_names) for name, t in ledger_tables().items()}
 _KEYS = {name: t.primary_key for name, t in ledger_tables().items()}
 
@@ -334,14 +340,57 @@ class _Claim:
 Event = Callable[..., "LedgerTransaction | None"]
 
 
-class _BookSimulator:
-    """Plays the ledger forward; each handler books one transaction (or nothing if moot)."""
+@dataclass(frozen=True)
+class BookDesk:
+    """One underwriting desk of a book: a slice of its policies with a random stream of its own.
 
-    def __init__(self, seed: int, policies: int, days: int, start: date):
-        self.rng = _Dice(seed)
-        self.policy_count = policies
-        self.days = days
-        self.start = start
+    A big book is simulated as independent desks so that they can be generated in parallel;
+    desks share the reference data, FX rates and catastrophe plan, but never a policy, so
+    merging their transactions by (day, desk) gives one valid ledger."""
+
+    seed: int  # the book's seed
+    index: int
+    desks: int
+    policies: int  # this desk's share of the book's policies
+    first_serial: int  # policy serials of this desk start after this
+    days: int
+    start_date: date
+
+    @property
+    def rng_seed(self) -> int:
+        return self.seed if self.index == 0 else _derived_seed("desk", self.seed, self.index)
+
+
+DESK_POLICIES = 25_000  # a book gets one desk per this many policies (the unit of parallel work)
+MAX_DESKS = 64
+
+
+def _derived_seed(*parts) -> int:
+    """A seed for a sub-stream, the same on every machine and Python (no hash())."""
+    digest = hashlib.blake2b(":".join(["rex", *map(str, parts)]).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def book_desks(seed: int, policies: int, days: int, start_date: date = date(2026, 1, 1),
+               desk_policies: int = DESK_POLICIES) -> list[BookDesk]:
+    """How a book splits into desks: a function of its arguments only, never of the machine."""
+    if policies < 1 or days < 1:
+        raise ValueError("a book needs at least one policy and one day")
+    count = min(MAX_DESKS, -(-policies // desk_policies))
+    shares = [policies // count + (1 if k < policies % count else 0) for k in range(count)]
+    firsts = [sum(shares[:k]) for k in range(count)]
+    return [BookDesk(seed, k, count, shares[k], firsts[k], days, start_date) for k in range(count)]
+
+
+class _BookSimulator:
+    """Plays one desk's ledger forward; each handler books one transaction (or nothing if moot)."""
+
+    def __init__(self, desk: BookDesk):
+        self.desk = desk
+        self.rng = _Dice(desk.rng_seed)
+        self.policy_count = desk.policies
+        self.days = days = desk.days
+        self.start = start = desk.start_date
         self.queue: list[tuple[int, int, Event, tuple]] = []
         self.seq = 0
         self.policies: dict[str, _Policy] = {}
@@ -368,25 +417,34 @@ class _BookSimulator:
         return self.start + timedelta(days=day)
 
     def next_id(self, kind: str, width: int) -> str:
+        """Ids interleave over desks (desk k of n numbers k+1, k+1+n, …), so they stay unique."""
         self.counters[kind] += 1
-        return f"{kind}-{self.counters[kind]:0{width}d}"
+        number = (self.counters[kind] - 1) * self.desk.desks + self.desk.index + 1
+        return f"{kind}-{number:0{width}d}"
 
     def run(self) -> Iterator[LedgerTransaction]:
-        """Each day: that day's new business first, then the events falling due, in plan order."""
-        yield self.reference_data()
-        yield self.fx_rates()
+        """Each day: that day's new business first, then the events falling due, in plan order.
+
+        Desk 0 books the reference data and FX rates; every desk knows the treaties."""
+        desk = self.desk.index
+        reference = self.reference_data()
+        if desk == 0:
+            yield reference
+            yield self.fx_rates()
         binds = self.bind_days()
         self.plan_cat_events()
-        serial = 0
+        serial = self.desk.first_serial
+        end = serial + len(binds)
         for day in range(self.days):
-            while serial < len(binds) and binds[serial] == day:
+            while serial < end and binds[serial - self.desk.first_serial] == day:
                 serial += 1
-                yield self.bind(day, serial)
+                txn = self.bind(day, serial)
+                yield LedgerTransaction(txn.tag, txn.mutations, day, desk)
             while self.queue and self.queue[0][0] == day:
                 _day, _seq, handler, args = heapq.heappop(self.queue)
                 txn = handler(day, *args)
                 if txn is not None:
-                    yield txn
+                    yield LedgerTransaction(txn.tag, txn.mutations, day, desk)
 
     # -- reference data -----------------------------------------------------------------------
     def reference_data(self) -> LedgerTransaction:
@@ -442,7 +500,7 @@ class _BookSimulator:
         """The day each policy is bound, spread over the book (weekdays busier); the showcase
         policies bind on day 0. Policy serials follow binding order."""
         weights = _Weights((d, 1.0 if self.date_of(d).weekday() < 5 else 0.15) for d in range(self.days))
-        showcase = min(SHOWCASE_CLAIM, self.policy_count)
+        showcase = min(SHOWCASE_CLAIM, self.policy_count) if self.desk.index == 0 else 0
         return [0] * showcase + sorted(self.rng.weighted(weights) for _ in range(self.policy_count - showcase))
 
     def bind(self, day: int, serial: int) -> LedgerTransaction:
@@ -681,23 +739,30 @@ class _BookSimulator:
     def cat_event(self, day: int, ordinal: int) -> None:
         """A catastrophe strikes a zone where the book has sites in force (so even a small book
         gets cat claims): a quarter of the sites covered for its peril claim, reported within
-        days, all with the event's code."""
-        rng, on = self.rng, self.date_of(day)
-        zones = [z for c in COUNTRIES for z in c.zones if self.zone_sites.get(z.code)]
-        if not zones:
+        days, all with the event's code.
+
+        Zone and peril come from draws every desk shares (the event's own seed), so desks
+        agree on where an event struck: each desk takes the first drawn zone and peril it has
+        covered sites in force for, which for desks of any size is the first draw."""
+        on = self.date_of(day)
+        draws = _Dice(_derived_seed("cat", self.desk.seed, ordinal))
+        for _attempt in range(_CAT_ATTEMPTS):
+            zone = draws.weighted(_ZONE_WEIGHTS)
+            peril = draws.pick(zone.perils)
+            hit = [(pid, lid) for pid, lid in self.zone_sites.get(zone.code, ())
+                   if (site := self.in_force(pid, lid, on)) is not None
+                   and peril in site["PerilsCovered"].split(";")]
+            if hit:
+                break
+        else:
             return None
-        zone = rng.weighted(_Weights((z, len(self.zone_sites[z.code])) for z in zones))
-        hit = [(pid, lid, site) for pid, lid in self.zone_sites[zone.code]
-               if (site := self.in_force(pid, lid, on)) is not None]
-        if not hit:
-            return None
-        seed_site = rng.pick(hit)
-        peril = rng.pick(seed_site[2]["PerilsCovered"].split(";"))
+        rng = self.rng
+        first = rng.pick(hit)  # at least one claim per event and desk
         code = f"CAT-{on.year}-{peril}-{ordinal:02d}"
-        for pid, lid, site in hit:
-            if (pid, lid) == seed_site[:2]:
+        for pid, lid in hit:
+            if (pid, lid) == first:
                 self.at(day + 1, self.open_claim, pid, lid, on, (peril, code), None)
-            elif peril in site["PerilsCovered"].split(";") and rng.random() < 0.25:
+            elif rng.random() < 0.25:
                 self.at(day + rng.int(1, 20), self.open_claim, pid, lid, on, (peril, code), None)
         return None
 
@@ -803,12 +868,19 @@ class _BookSimulator:
                                      Mutation("Claims", "update", claim.row)]
 
 
-def generate_book(seed: int, policies: int, days: int,
-                  start_date: date = date(2026, 1, 1)) -> Iterator[LedgerTransaction]:
-    """The book's transactions in commit order, fully determined by the arguments."""
-    if policies < 1 or days < 1:
-        raise ValueError("a book needs at least one policy and one day")
-    return _BookSimulator(seed, policies, days, start_date).run()
+def desk_book(desk: BookDesk) -> Iterator[LedgerTransaction]:
+    """One desk's transactions in commit order."""
+    return _BookSimulator(desk).run()
+
+
+def generate_book(seed: int, policies: int, days: int, start_date: date = date(2026, 1, 1),
+                  desk_policies: int = DESK_POLICIES) -> Iterator[LedgerTransaction]:
+    """The book's transactions in commit order, fully determined by the arguments: its desks'
+    transactions merged by (day, desk), each desk's in its own order."""
+    desks = book_desks(seed, policies, days, start_date, desk_policies)
+    if len(desks) == 1:
+        return desk_book(desks[0])
+    return heapq.merge(*(desk_book(d) for d in desks), key=lambda t: (t.day, t.desk))
 
 
 # ---------------------------------------------------------------------------------------------

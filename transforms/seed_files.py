@@ -17,14 +17,19 @@ transaction follow the first appearance of each (table, mod type) in it; the emu
 them in its own order, so readers must rely on record_sequence, not on table order.
 
 Spanner fills in what a file writer must invent: one synthetic partition token, a server
-transaction id derived from the book's seed and the transaction's ordinal, and commit
-timestamps 1 ms apart from `first_commit`. Reports never read them (they use business dates).
+transaction id derived from the book's seed, the desk and the transaction's ordinal on its
+desk, and commit timestamps: business day d of the book commits in minute d after
+`first_commit`, each desk in its own slice of that minute, its transactions 1 µs apart. So a
+desk's timestamps follow from the desk alone, and desks are written in parallel
+(`write_book_files`) to the same records the sequential writer gives. Reports never read
+commit timestamps (they use business dates).
 """
 from __future__ import annotations
 
 import gc
 import hashlib
 import json
+import multiprocessing
 import os
 from contextlib import contextmanager
 from datetime import date, datetime, timezone
@@ -36,12 +41,23 @@ from typing import Callable, Iterable
 from transforms.change_record import ns_to_rfc3339, timestamp_to_ns
 from transforms.errors import RexError
 from transforms.ledger_schema import Table, ledger_tables
-from transforms.seed_book import BookTally, LedgerTransaction, Mutation
+from transforms.seed_book import (
+    MAX_DESKS,
+    BookDesk,
+    BookTally,
+    LedgerTransaction,
+    Mutation,
+    book_desks,
+    desk_book,
+)
 
 FIRST_COMMIT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PARTITION_TOKEN = "rex-seeded-book-partition-0"
-COMMIT_STEP_NS = 1_000_000  # 1 ms between transactions
+DAY_NS = 60 * 1_000_000_000  # one business day of the book commits within one minute
+DESK_SLOT_NS = DAY_NS // MAX_DESKS
+COMMIT_STEP_NS = 1_000  # 1 µs between a desk's transactions of a day
 FILE_PATTERN = "changes-{:05d}.jsonl"
+DESK_FILE_PATTERN = "changes-d{desk:02d}-{n:05d}.jsonl"
 
 
 def numeric_text(value: Decimal) -> str:
@@ -127,9 +143,41 @@ def gc_paused():
             gc.enable()
 
 
-def server_transaction_id(seed: int, ordinal: int) -> str:
-    """A stable, opaque id for the book's `ordinal`-th transaction (Spanner's ids are opaque too)."""
-    return hashlib.blake2b(f"rex-seed:{seed}:{ordinal}".encode(), digest_size=12).hexdigest()
+def server_transaction_id(seed: int, ordinal: int, desk: int = 0) -> str:
+    """A stable, opaque id for a desk's `ordinal`-th transaction (Spanner's ids are opaque too)."""
+    label = f"rex-seed:{seed}:{ordinal}" if desk == 0 else f"rex-seed:{seed}:{desk}:{ordinal}"
+    return hashlib.blake2b(label.encode(), digest_size=12).hexdigest()
+
+
+class _CommitClock:
+    """Commit timestamps and transaction ids of a book's transactions, desk by desk."""
+
+    def __init__(self, first_commit: datetime, seed: int):
+        if first_commit.tzinfo is None:
+            raise RexError("first_commit must be timezone-aware (UTC)")
+        self.first_ns, self.seed = timestamp_to_ns(first_commit), seed
+        self.ordinal: dict[int, int] = {}  # desk -> transactions so far
+        self.slot: dict[int, tuple[int, int]] = {}  # desk -> (day, transactions that day)
+        self.first = self.last = None
+
+    def stamp(self, txn: LedgerTransaction) -> tuple[int, str]:
+        desk, day = txn.desk, txn.day
+        ordinal = self.ordinal.get(desk, 0)
+        self.ordinal[desk] = ordinal + 1
+        last_day, in_day = self.slot.get(desk, (day, 0))
+        in_day = in_day if last_day == day else 0
+        self.slot[desk] = (day, in_day + 1)
+        if in_day * COMMIT_STEP_NS >= DESK_SLOT_NS:
+            raise RexError(f"desk {desk} books over {DESK_SLOT_NS // COMMIT_STEP_NS} transactions on day {day}")
+        commit_ns = self.first_ns + day * DAY_NS + desk * DESK_SLOT_NS + in_day * COMMIT_STEP_NS
+        self.first = commit_ns if self.first is None else min(self.first, commit_ns)
+        self.last = commit_ns if self.last is None else max(self.last, commit_ns)
+        return commit_ns, server_transaction_id(self.seed, ordinal, desk)
+
+    def window(self) -> dict:
+        if self.first is None:
+            return {}
+        return {"first_commit": ns_to_rfc3339(self.first), "last_commit": ns_to_rfc3339(self.last)}
 
 
 def transaction_lines(txn: LedgerTransaction, groups: list[tuple[str, str, list[Mutation]]], commit_ns: int,
@@ -156,14 +204,14 @@ class _Shards:
     """The numbered output files. A new file starts once the current one holds `limit`
     records, and only between transactions, so every file holds whole transactions."""
 
-    def __init__(self, out_dir: str, limit: int):
-        self.out_dir, self.limit = out_dir, limit
+    def __init__(self, out_dir: str, limit: int, name: Callable[[int], str] = FILE_PATTERN.format):
+        self.out_dir, self.limit, self.name = out_dir, limit, name
         self.files, self.in_file, self.out = 0, 0, None
 
     def write(self, lines: list[str]) -> None:
         if self.out is None or self.in_file >= self.limit:
             self.close()
-            path = os.path.join(self.out_dir, FILE_PATTERN.format(self.files))
+            path = os.path.join(self.out_dir, self.name(self.files))
             self.out = open(path, "w", encoding="ascii", newline="\n")
             self.files, self.in_file = self.files + 1, 0
         self.out.writelines(lines)
@@ -182,25 +230,78 @@ class _Shards:
 
 
 def write_change_files(book: Iterable[LedgerTransaction], out_dir: str, first_commit: datetime = FIRST_COMMIT,
-                       shard_records: int = 200_000, *, seed: int = 0) -> dict:
+                       shard_records: int = 200_000, *, seed: int = 0,
+                       file_name: Callable[[int], str] = FILE_PATTERN.format) -> dict:
     """Write the book as `changes-NNNNN.jsonl` files into `out_dir` and return its counts.
 
     `seed` only labels the server transaction ids (pass the book's seed so that two books'
     ids differ); the files are otherwise fully determined by the book and `first_commit`."""
-    if first_commit.tzinfo is None:
-        raise RexError("first_commit must be timezone-aware (UTC)")
+    _check_empty(out_dir)
+    return _write_transactions(book, out_dir, first_commit, shard_records, seed, file_name)
+
+
+def _write_transactions(book: Iterable[LedgerTransaction], out_dir: str, first_commit: datetime,
+                        shard_records: int, seed: int, file_name: Callable[[int], str]) -> dict:
+    codecs = {name: _TableCodec(t) for name, t in ledger_tables().items()}
+    tally, clock = BookTally(), _CommitClock(first_commit, seed)
+    with gc_paused(), _Shards(out_dir, shard_records, file_name) as shards:
+        for txn in book:
+            groups = tally.add(txn)
+            commit_ns, txn_id = clock.stamp(txn)
+            shards.write(transaction_lines(txn, groups, commit_ns, txn_id, codecs))
+    return {**tally.as_dict(), "files": shards.files, **clock.window()}
+
+
+def write_book_files(seed: int, policies: int, days: int, out_dir: str, *, workers: int | None = None,
+                     first_commit: datetime = FIRST_COMMIT, shard_records: int = 200_000,
+                     desk_policies: int | None = None) -> dict:
+    """Generate a seeded book and write it as change-record files, its desks in parallel.
+
+    The records are those `write_change_files(generate_book(...))` writes (same timestamps,
+    ids and contents); only the split into files differs: each desk writes its own
+    `changes-dNN-NNNNN.jsonl`. A one-desk book is written by this process alone."""
+    kwargs = {} if desk_policies is None else {"desk_policies": desk_policies}
+    desks = book_desks(seed, policies, days, **kwargs)
+    _check_empty(out_dir)
+    if len(desks) == 1:
+        return _write_transactions(desk_book(desks[0]), out_dir, first_commit, shard_records, seed,
+                                   FILE_PATTERN.format)
+    workers = max(1, min(workers or os.cpu_count() or 1, len(desks)))
+    jobs = [(desk, out_dir, first_commit, shard_records) for desk in desks]
+    if workers == 1:
+        parts = [_write_desk(*job) for job in jobs]
+    else:
+        # fork: the children inherit the loaded modules (spawn would re-import Beam & co.)
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            parts = pool.starmap(_write_desk, jobs, chunksize=1)
+    return _merge_stats(parts)
+
+
+def _write_desk(desk: BookDesk, out_dir: str, first_commit: datetime, shard_records: int) -> dict:
+    def name(n: int) -> str:
+        return DESK_FILE_PATTERN.format(desk=desk.index, n=n)
+
+    return _write_transactions(desk_book(desk), out_dir, first_commit, shard_records, desk.seed, name)
+
+
+def _merge_stats(parts: list[dict]) -> dict:
+    total: dict = {"transactions": 0, "records": 0, "mods": 0, "per_table": {}, "mod_types": {}, "files": 0}
+    for part in parts:
+        for key in ("transactions", "records", "mods", "files"):
+            total[key] += part[key]
+        for key in ("per_table", "mod_types"):
+            for name, n in part[key].items():
+                total[key][name] = total[key].get(name, 0) + n
+    for key in ("per_table", "mod_types"):
+        total[key] = dict(sorted(total[key].items()))
+    firsts = [p["first_commit"] for p in parts if "first_commit" in p]
+    if firsts:  # RFC 3339 in UTC with fixed width: text order is time order
+        total["first_commit"] = min(firsts)
+        total["last_commit"] = max(p["last_commit"] for p in parts if "last_commit" in p)
+    return total
+
+
+def _check_empty(out_dir: str) -> None:
     os.makedirs(out_dir, exist_ok=True)
     if any(name.startswith("changes-") and name.endswith(".jsonl") for name in os.listdir(out_dir)):
         raise RexError(f"{out_dir} already holds change files; write the book into an empty folder")
-    codecs = {name: _TableCodec(t) for name, t in ledger_tables().items()}
-    tally, first_ns = BookTally(), timestamp_to_ns(first_commit)
-    with gc_paused(), _Shards(out_dir, shard_records) as shards:
-        for ordinal, txn in enumerate(book):
-            groups = tally.add(txn)
-            commit_ns = first_ns + ordinal * COMMIT_STEP_NS
-            shards.write(transaction_lines(txn, groups, commit_ns, server_transaction_id(seed, ordinal), codecs))
-    stats = {**tally.as_dict(), "files": shards.files}
-    if tally.transactions:
-        stats["first_commit"] = ns_to_rfc3339(first_ns)
-        stats["last_commit"] = ns_to_rfc3339(first_ns + (tally.transactions - 1) * COMMIT_STEP_NS)
-    return stats
