@@ -7,9 +7,12 @@ from transforms.errors import LedgerSourceError
 def seed_files(seed: int, policies: int, days: int, out_dir: str) -> dict:
     """Write the book as change-record files (desks in parallel, one process per core);
     refuses a folder that already holds some."""
+    from pipelines.console import progress
+    from transforms.seed_book import book_desks
     from transforms.seed_files import write_book_files
 
-    return write_book_files(seed, policies, days, out_dir)
+    with progress("Writing the book's desks", total=len(book_desks(seed, policies, days))) as advance:
+        return write_book_files(seed, policies, days, out_dir, on_desk_done=lambda _done, _total: advance(1))
 
 
 def seed_spanner(seed: int, policies: int, days: int, db_path: str, emulator_host: str | None = None) -> dict:

@@ -254,34 +254,47 @@ def _write_transactions(book: Iterable[LedgerTransaction], out_dir: str, first_c
 
 def write_book_files(seed: int, policies: int, days: int, out_dir: str, *, workers: int | None = None,
                      first_commit: datetime = FIRST_COMMIT, shard_records: int = 200_000,
-                     desk_policies: int | None = None) -> dict:
+                     desk_policies: int | None = None,
+                     on_desk_done: Callable[[int, int], None] | None = None) -> dict:
     """Generate a seeded book and write it as change-record files, its desks in parallel.
 
     The records are those `write_change_files(generate_book(...))` writes (same timestamps,
     ids and contents); only the split into files differs: each desk writes its own
-    `changes-dNN-NNNNN.jsonl`. A one-desk book is written by this process alone."""
+    `changes-dNN-NNNNN.jsonl`. A one-desk book is written by this process alone.
+    `on_desk_done(done, desks)` reports progress as desks finish."""
     kwargs = {} if desk_policies is None else {"desk_policies": desk_policies}
     desks = book_desks(seed, policies, days, **kwargs)
     _check_empty(out_dir)
+    report = on_desk_done or (lambda _done, _total: None)
     if len(desks) == 1:
-        return _write_transactions(desk_book(desks[0]), out_dir, first_commit, shard_records, seed,
-                                   FILE_PATTERN.format)
+        stats = _write_transactions(desk_book(desks[0]), out_dir, first_commit, shard_records, seed,
+                                    FILE_PATTERN.format)
+        report(1, 1)
+        return stats
     workers = max(1, min(workers or os.cpu_count() or 1, len(desks)))
     jobs = [(desk, out_dir, first_commit, shard_records) for desk in desks]
+    parts: list[dict] = []
     if workers == 1:
-        parts = [_write_desk(*job) for job in jobs]
+        for job in jobs:
+            parts.append(_write_desk(job))
+            report(len(parts), len(desks))
     else:
         # fork: the children inherit the loaded modules (spawn would re-import Beam & co.)
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            parts = pool.starmap(_write_desk, jobs, chunksize=1)
-    return _merge_stats(parts)
+            for part in pool.imap_unordered(_write_desk, jobs):
+                parts.append(part)
+                report(len(parts), len(desks))
+    return _merge_stats(sorted(parts, key=lambda p: p["desk"]))
 
 
-def _write_desk(desk: BookDesk, out_dir: str, first_commit: datetime, shard_records: int) -> dict:
+def _write_desk(job: tuple[BookDesk, str, datetime, int]) -> dict:
+    desk, out_dir, first_commit, shard_records = job
+
     def name(n: int) -> str:
         return DESK_FILE_PATTERN.format(desk=desk.index, n=n)
 
-    return _write_transactions(desk_book(desk), out_dir, first_commit, shard_records, desk.seed, name)
+    stats = _write_transactions(desk_book(desk), out_dir, first_commit, shard_records, desk.seed, name)
+    return {**stats, "desk": desk.index}
 
 
 def _merge_stats(parts: list[dict]) -> dict:
