@@ -23,6 +23,7 @@ from transforms.errors import LedgerSourceError
 from transforms.quarantine import UNDECODABLE_RECORD, empty_quarantine, quarantine_rows
 
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".txt")
+NOT_CHANGE_FILES = ("seed-manifest.json",)  # written beside seeded records by `rex ledger seed --defects`
 AVRO_SUFFIXES = (".avro",)
 
 _MOD_STRUCT = pa.struct(
@@ -66,7 +67,8 @@ def list_change_files(directory: str) -> list[str]:
     found = []
     for root, _dirs, files in os.walk(directory):
         for name in files:
-            if name.endswith(JSON_SUFFIXES + AVRO_SUFFIXES) and not name.startswith((".", "_")):
+            if (name.endswith(JSON_SUFFIXES + AVRO_SUFFIXES) and not name.startswith((".", "_"))
+                    and name not in NOT_CHANGE_FILES):
                 found.append(os.path.join(root, name))
     return sorted(found)
 

@@ -874,9 +874,14 @@ def desk_book(desk: BookDesk) -> Iterator[LedgerTransaction]:
 
 
 def generate_book(seed: int, policies: int, days: int, start_date: date = date(2026, 1, 1),
-                  desk_policies: int = DESK_POLICIES) -> Iterator[LedgerTransaction]:
+                  desk_policies: int = DESK_POLICIES, defects: float = 0.0) -> Iterator[LedgerTransaction]:
     """The book's transactions in commit order, fully determined by the arguments: its desks'
-    transactions merged by (day, desk), each desk's in its own order."""
+    transactions merged by (day, desk), each desk's in its own order. With `defects` > 0 it
+    carries planted defects (transforms.seed_defects, which also lists them)."""
+    if defects:
+        from transforms.seed_defects import defective_book  # it builds on this module
+
+        return defective_book(seed, policies, days, defects, start_date, desk_policies)[0]
     desks = book_desks(seed, policies, days, start_date, desk_policies)
     if len(desks) == 1:
         return desk_book(desks[0])

@@ -50,6 +50,7 @@ from transforms.seed_book import (
     book_desks,
     desk_book,
 )
+from transforms.seed_defects import DefectInjector, merge_defects
 
 FIRST_COMMIT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PARTITION_TOKEN = "rex-seeded-book-partition-0"
@@ -255,24 +256,25 @@ def _write_transactions(book: Iterable[LedgerTransaction], out_dir: str, first_c
 def write_book_files(seed: int, policies: int, days: int, out_dir: str, *, workers: int | None = None,
                      first_commit: datetime = FIRST_COMMIT, shard_records: int = 200_000,
                      desk_policies: int | None = None,
-                     on_desk_done: Callable[[int, int], None] | None = None) -> dict:
+                     on_desk_done: Callable[[int, int], None] | None = None, defects: float = 0.0) -> dict:
     """Generate a seeded book and write it as change-record files, its desks in parallel.
 
     The records are those `write_change_files(generate_book(...))` writes (same timestamps,
     ids and contents); only the split into files differs: each desk writes its own
     `changes-dNN-NNNNN.jsonl`. A one-desk book is written by this process alone.
-    `on_desk_done(done, desks)` reports progress as desks finish."""
+    `on_desk_done(done, desks)` reports progress as desks finish. With `defects` > 0 each desk
+    plants its own defects (transforms.seed_defects) and the stats list them under "defects"."""
     kwargs = {} if desk_policies is None else {"desk_policies": desk_policies}
     desks = book_desks(seed, policies, days, **kwargs)
     _check_empty(out_dir)
     report = on_desk_done or (lambda _done, _total: None)
     if len(desks) == 1:
-        stats = _write_transactions(desk_book(desks[0]), out_dir, first_commit, shard_records, seed,
-                                    FILE_PATTERN.format)
+        stats = _write_desk((desks[0], out_dir, first_commit, shard_records, defects), FILE_PATTERN.format)
+        del stats["desk"]
         report(1, 1)
         return stats
     workers = max(1, min(workers or os.cpu_count() or 1, len(desks)))
-    jobs = [(desk, out_dir, first_commit, shard_records) for desk in desks]
+    jobs = [(desk, out_dir, first_commit, shard_records, defects) for desk in desks]
     parts: list[dict] = []
     if workers == 1:
         for job in jobs:
@@ -284,16 +286,25 @@ def write_book_files(seed: int, policies: int, days: int, out_dir: str, *, worke
             for part in pool.imap_unordered(_write_desk, jobs):
                 parts.append(part)
                 report(len(parts), len(desks))
-    return _merge_stats(sorted(parts, key=lambda p: p["desk"]))
+    total = _merge_stats(sorted(parts, key=lambda p: p["desk"]))
+    if defects:
+        total["defects"] = merge_defects(p["defects"] for p in parts)
+    return total
 
 
-def _write_desk(job: tuple[BookDesk, str, datetime, int]) -> dict:
-    desk, out_dir, first_commit, shard_records = job
+def _write_desk(job: tuple[BookDesk, str, datetime, int, float],
+                file_name: Callable[[int], str] | None = None) -> dict:
+    """Write one desk's files (in a worker process, or here for a one-desk book)."""
+    desk, out_dir, first_commit, shard_records, defects = job
 
     def name(n: int) -> str:
         return DESK_FILE_PATTERN.format(desk=desk.index, n=n)
 
-    stats = _write_transactions(desk_book(desk), out_dir, first_commit, shard_records, desk.seed, name)
+    injector = DefectInjector(desk, defects) if defects else None
+    book = injector.apply(desk_book(desk)) if injector else desk_book(desk)
+    stats = _write_transactions(book, out_dir, first_commit, shard_records, desk.seed, file_name or name)
+    if injector:
+        stats["defects"] = injector.defects()
     return {**stats, "desk": desk.index}
 
 
