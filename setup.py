@@ -16,6 +16,9 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "duckdb==2.0.1",
     "fastavro==1.13.1",
+    "open-data-contract-standard==3.2.0",  # ships the ODCS v3 JSON schema rex lints contracts with
+    "jsonschema==4.26.0",
+    "openpyxl==3.1.5",
     "PyYAML==6.0.4",
     "click==8.5.1",
     "rich==15.0.0",
@@ -36,7 +39,7 @@ setup(
     package_data={
         "transforms": ["*.sql"],
         "contracts": ["partners/*.yaml"],
-        "expectations": ["*.json"],
+        "expectations": ["suites/*.json"],
     },
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},

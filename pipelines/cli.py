@@ -71,21 +71,32 @@ def ledger_ddl():
                    "set SPANNER_EMULATOR_HOST for the emulator).")
 @click.option("--files", "files_dir", type=click.Path(file_okay=False), metavar="DIR",
               help="Write change-record files (the Gson JSON-lines of the change-streams-to-GCS template).")
-def ledger_seed(seed, policies, days, spanner_db, files_dir):
+@click.option("--defects", type=click.FloatRange(0, 1), default=0.0, show_default=True, metavar="RATE",
+              help="Plant realistic data defects to test the checks: each policy ceded to a quota-share or "
+                   "surplus treaty gets, with probability RATE, one of an empty insured name, an unknown "
+                   "currency, a negative sum insured, a reused transaction id, an out-of-range effective "
+                   "date or an unknown treaty. Each is listed with the rule expected to catch it in the "
+                   "manifest.")
+@click.option("--manifest", "manifest_path", type=click.Path(dir_okay=False), metavar="PATH",
+              help="Where --defects writes its manifest (default: DIR/seed-manifest.json with --files, "
+                   "./seed-manifest.json with --spanner).")
+def ledger_seed(seed, policies, days, spanner_db, files_dir, defects, manifest_path):
     """Write a deterministic synthetic book: reinsurers, treaties, policies, premiums, claims, FX."""
     from pipelines.seeding import seed_files, seed_spanner
 
     if bool(spanner_db) == bool(files_dir):
         raise click.UsageError("give exactly one of --spanner DB_PATH or --files DIR")
     if files_dir:
-        stats = seed_files(seed, policies, days, files_dir)
+        stats = seed_files(seed, policies, days, files_dir, defects=defects, manifest=manifest_path)
         where = files_dir
     else:
-        stats = seed_spanner(seed, policies, days, spanner_db)
+        stats = seed_spanner(seed, policies, days, spanner_db, defects=defects, manifest=manifest_path)
         where = spanner_db
     from pipelines.console import print_seed_stats
 
     print_seed_stats(stats, where)
+    if defects:
+        click.echo(f"{len(stats['defects']):,} defects injected → {stats['manifest']}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
@@ -120,29 +131,33 @@ def capture(ctx, ledger_uri, warehouse, start, end):
 @click.option("--kind", type=click.Choice(["premium"]), default="premium", show_default=True,
               help="Which report (claims, exposure and OED follow).")
 @click.option("--partner", "partners", multiple=True, metavar="ID",
-              help="Reinsurer id, e.g. alpine-re; repeat for several (default: every reinsurer).")
+              help="Reinsurer id, e.g. alpine-re; repeat for several (default: every contracted reinsurer).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Also write <DIR>/<partner>/<kind>_bordereau.csv.")
-@click.option("--rounding", type=click.Choice(["half_up", "half_even"]), default="half_up",
-              show_default=True, help="How exported money is rounded to the currency's minor units.")
+              help="Also write <DIR>/<partner>/<report>/<period>/<report>.<csv|parquet|xlsx>, as each "
+                   "contract asks, and the validation report under <DIR>/validation/.")
+@click.option("--contracts", "contracts_dir", type=click.Path(file_okay=False, exists=True), default=None,
+              metavar="DIR", help="Partner contracts (ODCS YAML) to publish under (default: the shipped ones).")
 @click.pass_context
-def report(ctx, warehouse, kind, partners, out, rounding):
-    """Build and publish partner reports from the warehouse mirror.
+def report(ctx, warehouse, kind, partners, out, contracts_dir):
+    """Build, check and publish partner reports from the warehouse mirror.
 
-    The premium bordereau has one row per premium transaction and participation (quota share
-    and surplus), 100% and share amounts, exact in partner_<id>.premium_bordereau and rounded
-    once in the CSV. Ends with control totals per treaty and currency; exits 1 if they do not
-    reconcile.
+    Each partner gets what its contract says: its own rows only, its columns and names, its
+    reporting periods, masking, export formats and rounding. Rows breaking a contract rule go
+    to rex_ops.quarantine with the rule and a reason; each partner's report passes its Great
+    Expectations suite before anything of it is published. Ends with control totals per treaty
+    and currency (ledger = ceded + retained + quarantined; shares = published + quarantined);
+    exits 1 if a gate failed or the totals do not reconcile.
     """
+    from contracts.model import PARTNERS_DIR
     from pipelines.console import print_report_summary, status
     from pipelines.premium_report import run_premium_bordereau
 
     with status("Building premium bordereaux…"):
-        summary = run_premium_bordereau(warehouse, out, rounding, partners=list(partners) or None,
-                                        beam_args=ctx.args)
+        summary = run_premium_bordereau(warehouse, out, partners=list(partners) or None, beam_args=ctx.args,
+                                        contracts_dir=contracts_dir or PARTNERS_DIR)
     print_report_summary(summary)
-    if not summary.balanced:
-        raise RexError("premium control totals do not reconcile; see the table above")
+    if summary.message:
+        raise RexError(summary.message)
 
 
 @cli.command()

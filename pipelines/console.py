@@ -72,22 +72,38 @@ def print_capture_summary(summary) -> None:
 
 def print_report_summary(summary) -> None:
     rows = Table(title="Premium bordereau rows per partner", title_justify="left")
-    rows.add_column("partner")
-    rows.add_column("rows", justify="right")
-    for partner, n in sorted(summary.rows_per_partner.items()):
-        rows.add_row(partner, f"{n:,}")
+    for col in ("partner", "published", "quarantined", "withheld", "gate"):
+        rows.add_column(col, justify="left" if col in ("partner", "gate") else "right")
+    gates = {g["partner"]: g for g in summary.gates}
+    partners = sorted(set(summary.rows_per_partner) | set(summary.quarantined_per_partner)
+                      | set(summary.withheld_per_partner))
+    for partner in partners:
+        gate = gates.get(partner)
+        verdict = "-" if gate is None else (f"passed ({gate['checks']} checks)" if gate["success"]
+                                            else f"FAILED ({gate['failed']} of {gate['checks']})")
+        rows.add_row(partner, f"{summary.rows_per_partner.get(partner, 0):,}",
+                     f"{summary.quarantined_per_partner.get(partner, 0):,}",
+                     f"{summary.withheld_per_partner.get(partner, 0):,}", verdict)
     console.print(rows)
-    totals = Table(title="Premium control totals (unrounded): gross = ceded + retained; ceded = placed + unplaced",
+    totals = Table(title="Premium control totals (unrounded): ledger = ceded + retained + quarantined; "
+                         "ceded = placed + unplaced; placed = published + quarantined",
                    title_justify="left")
-    for col in ("treaty", "ccy", "ledger gross", "ceded 100%", "retained", "placed", "unplaced", "txns", "ok"):
+    for col in ("treaty", "ccy", "ledger gross", "ceded 100%", "retained", "quarantined", "placed", "published",
+                "share quarantined", "unplaced", "txns", "ok"):
         totals.add_column(col, justify="left" if col in ("treaty", "ccy") else "right")
     for t in summary.control_totals:
         totals.add_row(
-            t["treaty_id"], t["currency"], _num(t["ledger_gross"]), _num(t["ceded_100"]),
-            _num(t["retained"]), _num(t["placed"]), _num(t["unplaced"]),
-            f"{t['transactions_published']}/{t['transactions_cedable']}", "✓" if t["balanced"] else "✗",
+            t["treaty_id"], t["currency"], _num(t["ledger_gross"]), _num(t["ceded_100"]), _num(t["retained"]),
+            _num(t["ledger_quarantined"]), _num(t["placed"]), _num(t["published"]), _num(t["quarantined"]),
+            _num(t["unplaced"]), f"{t['transactions_published']}/{t['transactions_cedable']}",
+            "✓" if t["balanced"] else "✗",
         )
     console.print(totals)
+    for gate in summary.gates:
+        if not gate["success"]:
+            console.print(f"[bold red]gate failed[/] {gate['summary']}")
+    if summary.validation_html:
+        console.print(f"Validation report: {summary.validation_html}")
 
 
 def _num(value) -> str:

@@ -16,6 +16,9 @@ from pipelines.seeding import seed_files, seed_spanner
 from transforms.errors import RexError
 
 DEMO_DATABASE = "projects/rex-demo/instances/rex-demo/databases/ledger"
+# Contracts that pseudonymise names need a key; the demo brings a fixed one so that its files
+# are the same on every run. Real runs take theirs from the environment (a secret manager).
+DEMO_MASKING_KEYS = {"REX_MASKING_KEY_CORAL_RE": "rex-demo-masking-key-not-secret"}
 
 
 def run_demo(out: str, seed: int, policies: int, days: int, files_only: bool = False) -> None:
@@ -51,12 +54,16 @@ def run_demo(out: str, seed: int, policies: int, days: int, files_only: bool = F
         with status("Capturing the change records…"):
             summary = run_capture(changes, warehouse)
     print_capture_summary(summary)
+    for env, key in DEMO_MASKING_KEYS.items():
+        if not os.environ.get(env):
+            os.environ[env] = key
+            console.print(f"[bold]Masking:[/] {env} unset, using the demo's fixed key (never in production)")
     with status("Building premium bordereaux…"):
         report = run_premium_bordereau(warehouse, exports)
     print_report_summary(report)
-    console.print(f"Warehouse: {warehouse}\nExports:   {exports}/<partner>/premium_bordereau.csv")
-    if not report.balanced:
-        raise RexError("premium control totals do not reconcile")
+    console.print(f"Warehouse: {warehouse}\nExports:   {exports}/<partner>/premium_bordereau/<period>/")
+    if report.message:
+        raise RexError(report.message)
 
 
 def _reset(out: str) -> None:

@@ -1,27 +1,47 @@
-"""Build and publish the premium bordereau of every reinsurer from the warehouse mirror."""
+"""`rex report --kind premium`: every contracted partner's premium bordereau from the mirror.
+
+    mirror ─ BuildPremiumBordereau ─┬─ CheckPartnerRows (contract row checks, per partner) ─┐
+                                    ├─ (all rows, for the central table and control totals) ─┼─ PublishPartnerReports
+                                    └─ quarantined premiums (ledger integrity) ──────────────┘   (repeats, masking,
+                                                                                                   gate, tables, files)
+Then the control totals: per treaty × currency the ledger's gross premium must equal what the
+bordereau ceded plus what was retained plus what was quarantined, and every partner's share
+must be published or quarantined — exactly, at full precision. A run that does not reconcile,
+or whose gate failed for a partner, is recorded as failed and the command exits 1.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import apache_beam as beam
 import pyarrow as pa
 
+from contracts.model import PARTNERS_DIR, load_partner_contracts
 from pipelines.capture import CODE_VERSION, new_run_id
 from pipelines.options import pipeline_options
+from transforms.contract_checks import QUARANTINE, WITHHELD, CheckPartnerRows
 from transforms.errors import RexError
+from transforms.partner_reports import masking_key
 from transforms.ledger_schema import table as ledger_table
 from transforms.premium_bordereau import (
-    MONEY_COLUMNS,
     SORT_KEYS,
     BuildPremiumBordereau,
     policy_risks,
     premium_bordereau_rows,
 )
-from transforms.report_publish import PublishPartnerReport
-from transforms.warehouse import REPORTS_DATASET, open_warehouse, partner_dataset
+from transforms.quarantine import QUARANTINE_TAG_REPORT
+from transforms.report_publish import PublishPartnerReports, ReportLayout
+from transforms.warehouse import REPORTS_DATASET, open_warehouse
 
 REPORT = "premium_bordereau"
+LAYOUT = ReportLayout(
+    kind=REPORT,
+    key_columns=("treaty_id", "policy_id", "transaction_id"),
+    sort_keys=tuple(SORT_KEYS),
+    repeat_order=("ledger_commit_timestamp", "booked_date", "policy_id", "transaction_id"),
+)
 
 
 @dataclass
@@ -30,6 +50,15 @@ class ReportSummary:
     rows_per_partner: dict[str, int]
     control_totals: list[dict]
     balanced: bool
+    quarantined_per_partner: dict[str, int] = field(default_factory=dict)
+    withheld_per_partner: dict[str, int] = field(default_factory=dict)
+    gates: list = field(default_factory=list)
+    validation_html: str | None = None
+    message: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.message is None
 
 
 def empty_bordereau() -> pa.Table:
@@ -40,10 +69,11 @@ def empty_bordereau() -> pa.Table:
     return premium_bordereau_rows(empty("PremiumTransactions"), risks, empty("Treaties"), empty("Participations"))
 
 
-def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, rounding: str = "half_up",
-                          partners: list[str] | None = None,
-                          beam_args: list[str] | None = None) -> ReportSummary:
+def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, partners: list[str] | None = None,
+                          beam_args: list[str] | None = None, contracts_dir: str = PARTNERS_DIR,
+                          validation_dir: str | None = None) -> ReportSummary:
     started = datetime.now(timezone.utc)
+    run_id = new_run_id("report")
     with open_warehouse(warehouse_uri) as wh:
         known = [r[0] for r in wh.rows("SELECT ReinsurerId FROM rex_ledger.Reinsurers ORDER BY 1")]
     if not known:
@@ -51,51 +81,98 @@ def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, rounding: str
     unknown = sorted(set(partners or []) - set(known))
     if unknown:
         raise RexError(f"unknown reinsurer {', '.join(unknown)}; known: {', '.join(known)}")
-    partners = sorted(partners or known)
+    contracts = {p: c for p, c in load_partner_contracts(contracts_dir).items() if REPORT in c.reports}
+    if partners:
+        missing = sorted(set(partners) - set(contracts))
+        if missing:
+            raise RexError(f"{', '.join(missing)} has no contract for {REPORT} in {contracts_dir}")
+        contracts = {p: contracts[p] for p in partners}
+    for contract in contracts.values():  # fail before the pipeline, not in its last step
+        for m in contract.masking:
+            masking_key(m.key_env)
+    if validation_dir is None:
+        validation_dir = os.path.join(out_dir, "validation") if out_dir else os.path.abspath("rex-validation")
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
-        _ = (
-            p
-            | "BuildPremiumBordereau" >> BuildPremiumBordereau(warehouse_uri)
-            | "PublishPremiumBordereau" >> PublishPartnerReport(
-                warehouse_uri, REPORT, partners, out_dir, empty_bordereau(), SORT_KEYS,
-                MONEY_COLUMNS, "original_currency", rounding,
-            )
-        )
-    run_id = new_run_id("report")
+        built = p | "BuildPremiumBordereau" >> BuildPremiumBordereau(warehouse_uri)
+        checked = built.rows | "CheckPartnerRows" >> CheckPartnerRows(contracts, REPORT)
+        inputs = (built.rows, checked.clean, checked[QUARANTINE], checked[WITHHELD], built[QUARANTINE_TAG_REPORT])
+        _ = inputs | "PublishPremiumBordereau" >> PublishPartnerReports(
+            warehouse_uri, LAYOUT, contracts, out_dir, validation_dir, run_id, empty_bordereau())
+    return _finish(warehouse_uri, run_id, started, contracts, partners, validation_dir)
+
+
+def _finish(warehouse_uri, run_id, started, contracts, partners, validation_dir) -> ReportSummary:
     with open_warehouse(warehouse_uri) as wh:
-        rows = {p: wh.rows(f"SELECT count(*) FROM {partner_dataset(p)}.{REPORT}")[0][0] for p in partners}
-        totals = premium_control_totals(wh)
+        status = wh.rows(f"SELECT reinsurer_id, publication_status, count(*) FROM {REPORTS_DATASET}.{REPORT} GROUP BY ALL")
+        totals = premium_control_totals(wh, requested=set(contracts) if partners else None)
+        counts: dict[str, dict[str, int]] = {}
+        for partner, state, n in status:
+            counts.setdefault(state, {})[partner] = n
+        html = os.path.join(validation_dir, f"{run_id}.{REPORT}.html")
+        gates = wh.validations(run_id)
         balanced = all(t["balanced"] for t in totals)
+        failed_gates = [g for g in gates if not g["success"]]
+        message = None
+        if failed_gates:
+            message = (f"the gate failed for {', '.join(g['partner'] for g in failed_gates)}: nothing of their "
+                       f"{REPORT} was published; see {html}")
+        elif not balanced:
+            bad = next(t for t in totals if not t["balanced"])
+            message = f"premium control totals do not reconcile ({bad['treaty_id']} {bad['currency']}: {bad['why']})"
         wh.record_run({
-            "run_id": run_id, "command": "report premium", "status": "succeeded" if balanced else "failed",
-            "started_at": started, "finished_at": datetime.now(timezone.utc),
-            "code_version": CODE_VERSION, "counts": {"rows_per_partner": rows},
-            "control_totals": totals,
-            "message": None if balanced else "premium control totals do not reconcile",
+            "run_id": run_id, "command": "report premium", "status": "failed" if message else "succeeded",
+            "started_at": started, "finished_at": datetime.now(timezone.utc), "code_version": CODE_VERSION,
+            "counts": {"rows": counts, "validation": gates, "validation_report": html,
+                       "contracts": {p: c.version for p, c in contracts.items()}},
+            "control_totals": totals, "message": message,
         })
-    return ReportSummary(run_id, rows, totals, balanced)
+    published = {p: counts.get("published", {}).get(p, 0) for p in contracts}
+    return ReportSummary(run_id, published, totals, balanced, counts.get("quarantined", {}),
+                         counts.get("withheld", {}), gates, html if os.path.exists(html) else None, message)
 
 
-def premium_control_totals(wh) -> list[dict]:
-    """Per treaty × currency: ledger gross = ceded (100%) + retained, and ceded = placed + unplaced.
+def premium_control_totals(wh, requested: set[str] | None = None) -> list[dict]:
+    """Per treaty × currency, exact: the ledger's gross premium = ceded (100%) + retained +
+    quarantined, and the partners' shares = published + quarantined (+ withheld, which fails).
 
-    The ledger side is queried from the mirror independently of the bordereau; the ceded side
-    from the bordereau rows of every partner (`rex_reports`), rows as published.
-    """
+    The ledger side is read from the mirror, independently of the bordereau; the ceded side from
+    the central bordereau rows with their dispositions; quarantined premiums (ledger rules) from
+    this run's report quarantine. `requested`: a run for some partners only leaves the others'
+    rows `skipped`, outside the checks."""
+    skipped = "" if requested is None else (
+        " OR reinsurer_id NOT IN (" + ", ".join("'" + p.replace("'", "''") + "'" for p in sorted(requested)) + ")")
     sql = f"""
-    WITH pub AS (SELECT * FROM {REPORTS_DATASET}.{REPORT}),
+    WITH pub AS (
+      SELECT *, CASE WHEN FALSE{skipped} THEN 'skipped' ELSE publication_status END AS disposition
+      FROM {REPORTS_DATASET}.{REPORT}
+    ),
     per_txn AS (
       SELECT treaty_id, original_currency AS currency, policy_id, transaction_id,
-             any_value(ceded_premium_100) AS ceded_100, sum(share_premium) AS placed
+             any_value(gross_premium_100) AS gross_100, any_value(ceded_premium_100) AS ceded_100,
+             sum(share_premium) AS placed,
+             coalesce(sum(share_premium) FILTER (WHERE disposition = 'published'), 0) AS published,
+             coalesce(sum(share_premium) FILTER (WHERE disposition = 'quarantined'), 0) AS quarantined,
+             coalesce(sum(share_premium) FILTER (WHERE disposition = 'withheld'), 0) AS withheld,
+             coalesce(sum(share_premium) FILTER (WHERE disposition = 'skipped'), 0) AS skipped,
+             count(*) FILTER (WHERE disposition = 'unaccounted') AS unaccounted
       FROM pub GROUP BY ALL
     ),
     ceded AS (
-      SELECT treaty_id, currency, sum(ceded_100) AS ceded_100, sum(placed) AS placed,
+      SELECT treaty_id, currency, sum(gross_100) AS bordereau_gross, sum(ceded_100) AS ceded_100,
+             sum(placed) AS placed, sum(published) AS published, sum(quarantined) AS quarantined,
+             sum(withheld) AS withheld, sum(skipped) AS skipped, sum(unaccounted) AS unaccounted,
              count(*) AS transactions_published
       FROM per_txn GROUP BY ALL
     ),
+    held AS (
+      SELECT json_extract_string(raw_record, '$.PolicyTreatyId') AS treaty_id,
+             json_extract_string(raw_record, '$.Currency') AS currency,
+             sum(CAST(json_extract_string(raw_record, '$.GrossPremium') AS DECIMAL(38,9))) AS quarantined_gross,
+             count(*) AS transactions_quarantined
+      FROM {REPORTS_DATASET}.{REPORT}_quarantine WHERE stage = 'report' GROUP BY ALL
+    ),
     ledger AS (
-      SELECT coalesce(t.TreatyId, '(not ceded)') AS treaty_id, pt.Currency AS currency,
+      SELECT coalesce(p.TreatyId, '(not ceded)') AS treaty_id, pt.Currency AS currency,
              sum(pt.GrossPremium) AS ledger_gross, count(*) AS transactions_ledger,
              count(*) FILTER (WHERE t.TreatyType IN ('QUOTA_SHARE','SURPLUS')
                               AND EXISTS (SELECT 1 FROM rex_ledger.Participations pa
@@ -106,21 +183,44 @@ def premium_control_totals(wh) -> list[dict]:
       GROUP BY ALL
     )
     SELECT l.treaty_id, l.currency, l.ledger_gross,
+           coalesce(c.bordereau_gross, 0) AS bordereau_gross,
+           coalesce(h.quarantined_gross, 0) AS ledger_quarantined,
            coalesce(c.ceded_100, 0) AS ceded_100,
-           l.ledger_gross - coalesce(c.ceded_100, 0) AS retained,
+           l.ledger_gross - coalesce(c.ceded_100, 0) - coalesce(h.quarantined_gross, 0) AS retained,
            coalesce(c.placed, 0) AS placed,
            coalesce(c.ceded_100, 0) - coalesce(c.placed, 0) AS unplaced,
+           coalesce(c.published, 0) AS published, coalesce(c.quarantined, 0) AS quarantined,
+           coalesce(c.withheld, 0) AS withheld, coalesce(c.skipped, 0) AS skipped,
+           coalesce(c.unaccounted, 0) AS unaccounted,
            l.transactions_ledger, l.transactions_cedable,
-           coalesce(c.transactions_published, 0) AS transactions_published
-    FROM ledger l LEFT JOIN ceded c ON c.treaty_id = l.treaty_id AND c.currency = l.currency
+           coalesce(c.transactions_published, 0) AS transactions_published,
+           coalesce(h.transactions_quarantined, 0) AS transactions_quarantined
+    FROM ledger l
+    LEFT JOIN ceded c ON c.treaty_id = l.treaty_id AND c.currency = l.currency
+    LEFT JOIN held h ON h.treaty_id = l.treaty_id AND h.currency = l.currency
     ORDER BY 1, 2
     """
     out = []
     for r in wh.query(sql).to_pylist():
-        r["balanced"] = (
-            r["ledger_gross"] == r["ceded_100"] + r["retained"]
-            and r["transactions_cedable"] == r["transactions_published"]
-            and r["unplaced"] >= 0
-        )
+        cedable = r["transactions_cedable"] > 0
+        problems = []
+        if cedable and r["ledger_gross"] != r["bordereau_gross"] + r["ledger_quarantined"]:
+            problems.append(f"ledger gross {r['ledger_gross']} != bordereau gross {r['bordereau_gross']} "
+                            f"+ quarantined {r['ledger_quarantined']}")
+        if not cedable and r["bordereau_gross"] != 0:
+            problems.append(f"bordereau holds {r['bordereau_gross']} of a treaty that cedes no premium")
+        if r["transactions_cedable"] != r["transactions_published"]:
+            problems.append(f"{r['transactions_published']} of {r['transactions_cedable']} cedable transactions "
+                            "in the bordereau")
+        accounted = r["published"] + r["quarantined"] + r["withheld"] + r["skipped"]
+        if r["placed"] != accounted or r["unaccounted"]:
+            problems.append(f"shares {r['placed']} != published + quarantined + withheld {accounted}"
+                            + (f"; {r['unaccounted']} rows unaccounted" if r["unaccounted"] else ""))
+        if r["withheld"] != 0:
+            problems.append(f"{r['withheld']} of the partners' shares withheld (no contract, not covered, or gate failed)")
+        if r["unplaced"] < 0:
+            problems.append(f"shares exceed the ceded premium by {-r['unplaced']}")
+        r["balanced"] = not problems
+        r["why"] = "; ".join(problems) or None
         out.append(r)
     return out

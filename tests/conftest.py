@@ -24,6 +24,12 @@ FAST_PARTITION_CHURN = (
 )
 
 
+@pytest.fixture(autouse=True)
+def masking_keys(monkeypatch):
+    """Contracts that pseudonymise names read their key from the environment (a secret in production)."""
+    monkeypatch.setenv("REX_MASKING_KEY_CORAL_RE", "test-masking-key")
+
+
 @pytest.fixture(scope="session")
 def spanner_emulator():
     binary = find_emulator_binary()

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from change_factory import policy, record, ts_ns, write_jsonl
+from contract_factory import contract_doc, write_contract
 from pipelines.capture import run_capture
 from pipelines.premium_report import run_premium_bordereau
 from transforms.report_exports import round_money
@@ -73,12 +74,14 @@ def published(tmp_path_factory):
     write_jsonl(str(d / "changes" / "book.jsonl"), recs)
     uri = "duckdb:///" + str(d / "wh.duckdb")
     run_capture(str(d / "changes"), uri)
-    summary = run_premium_bordereau(uri, str(d / "exports"))
+    for partner in ("alpine-re", "boreal-re"):  # snake_case contracts covering the test treaties
+        write_contract(d / "contracts", contract_doc(partner, ["QS1", "SP1"], ["EUR"]))
+    summary = run_premium_bordereau(uri, str(d / "exports"), contracts_dir=str(d / "contracts"))
     return d, uri, summary
 
 
 def _csv(d, partner):
-    with open(d / "exports" / partner / "premium_bordereau.csv", newline="") as f:
+    with open(d / "exports" / partner / "premium_bordereau" / "2026-01" / "premium_bordereau.csv", newline="") as f:
         return {r["transaction_id"]: r for r in csv.DictReader(f)}
 
 
@@ -126,10 +129,14 @@ def test_partner_tables_hold_only_their_own_rows(published):
     from transforms.warehouse import open_warehouse
 
     with open_warehouse(uri) as wh:
-        assert wh.rows("SELECT DISTINCT reinsurer_id FROM partner_alpine_re.premium_bordereau") == [("alpine-re",)]
-        assert wh.rows("SELECT DISTINCT reinsurer_id FROM partner_boreal_re.premium_bordereau") == [("boreal-re",)]
+        for partner, table in (("alpine-re", "partner_alpine_re"), ("boreal-re", "partner_boreal_re")):
+            own = wh.rows("SELECT treaty_id, transaction_id, share_premium FROM rex_reports.premium_bordereau "
+                          "WHERE reinsurer_id = ? ORDER BY 1, 2", [partner])
+            assert wh.rows(f"SELECT treaty_id, transaction_id, share_premium FROM {table}.premium_bordereau "
+                           "ORDER BY 1, 2") == own
         assert wh.rows("SELECT typeof(share_premium) FROM partner_alpine_re.premium_bordereau LIMIT 1") == [
             ("DECIMAL(38,9)",)]
+        assert wh.rows("SELECT DISTINCT publication_status FROM rex_reports.premium_bordereau") == [("published",)]
 
 
 def test_rounding_happens_once_per_currency_in_the_contract_mode():

@@ -10,21 +10,23 @@ from transforms.mod_decoding import qi
 from transforms.warehouse import LEDGER_DATASET, open_warehouse
 
 
-def read_current_table(warehouse_uri: str, table: str) -> pa.Table:
-    """The current state of one ledger table, without mirror bookkeeping columns."""
-    cols = ", ".join(qi(c) for c in ledger_tables()[table].column_names)
+def read_current_table(warehouse_uri: str, table: str, extra_columns=()) -> pa.Table:
+    """The current state of one ledger table, without mirror bookkeeping columns (but for
+    `extra_columns`, e.g. `_metadata_spanner_commit_timestamp`)."""
+    cols = ", ".join(qi(c) for c in [*ledger_tables()[table].column_names, *extra_columns])
     with open_warehouse(warehouse_uri) as wh:
         return wh.query(f"SELECT {cols} FROM {LEDGER_DATASET}.{qi(table)}")
 
 
 class _ReadTableFn(beam.DoFn):
-    def __init__(self, warehouse_uri: str, batch_rows: int):
+    def __init__(self, warehouse_uri: str, batch_rows: int, extra_columns=()):
         self.warehouse_uri = warehouse_uri
         self.batch_rows = batch_rows
+        self.extra_columns = tuple(extra_columns)
         self.rows = Metrics.counter("rex", "ledger_rows_read")
 
     def process(self, table: str):
-        data = read_current_table(self.warehouse_uri, table)
+        data = read_current_table(self.warehouse_uri, table, self.extra_columns)
         self.rows.inc(data.num_rows)
         if data.num_rows == 0:
             yield data
@@ -36,15 +38,16 @@ class _ReadTableFn(beam.DoFn):
 class ReadLedgerTable(beam.PTransform):
     """One current-state ledger table as Arrow batches of at most `batch_rows` rows."""
 
-    def __init__(self, warehouse_uri: str, table: str, batch_rows: int = 50_000):
+    def __init__(self, warehouse_uri: str, table: str, batch_rows: int = 50_000, extra_columns=()):
         super().__init__()
         self.warehouse_uri, self.table, self.batch_rows = warehouse_uri, table, batch_rows
+        self.extra_columns = tuple(extra_columns)
 
     def expand(self, pbegin):
         return (
             pbegin
             | "Table" >> beam.Create([self.table])
-            | "Read" >> beam.ParDo(_ReadTableFn(self.warehouse_uri, self.batch_rows))
+            | "Read" >> beam.ParDo(_ReadTableFn(self.warehouse_uri, self.batch_rows, self.extra_columns))
         )
 
 

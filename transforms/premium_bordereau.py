@@ -13,6 +13,9 @@ from apache_beam.metrics import Metrics
 from transforms import duck
 from transforms.cession import ceded_fraction, money
 from transforms.ledger_snapshot import ReadLedgerTable
+from transforms.quarantine import QUARANTINE_TAG_REPORT, quarantine_rows, row_json
+
+COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
 
 PROPORTIONAL = ("QUOTA_SHARE", "SURPLUS")
 
@@ -84,9 +87,19 @@ SELECT
   CAST(coalesce(CommissionRate, 0) AS DECIMAL(38,9)) AS commission_rate,
   {money("SharePremium * coalesce(CommissionRate, 0)")} AS share_commission,
   ShareTax AS share_tax,
-  CAST(SharePremium - {money("SharePremium * coalesce(CommissionRate, 0)")} - ShareTax AS DECIMAL(38,9)) AS share_net_premium
+  CAST(SharePremium - {money("SharePremium * coalesce(CommissionRate, 0)")} - ShareTax AS DECIMAL(38,9)) AS share_net_premium,
+  CAST({COMMIT_COLUMN} AS TIMESTAMPTZ) AS ledger_commit_timestamp
 FROM shares
 """
+
+# Ledger integrity: a policy naming a treaty the ledger does not hold cannot be ceded or
+# retained with confidence; its premiums are quarantined (and counted as such in the totals).
+UNKNOWN_TREATY_SQL = """
+SELECT pt.*, r.TreatyId AS PolicyTreatyId
+FROM premiums pt JOIN risks r ON r.PolicyId = pt.PolicyId
+WHERE r.TreatyId IS NOT NULL AND r.TreatyId NOT IN (SELECT TreatyId FROM treaties)
+"""
+UNKNOWN_TREATY_RULE = "ledger.policies.treaty_exists"
 
 MONEY_COLUMNS = (
     "sum_insured", "gross_premium_100", "tax_100", "ceded_premium_100", "share_premium",
@@ -109,13 +122,36 @@ def policy_risks(policies: pa.Table, locations: pa.Table) -> pa.Table:
 def premium_bordereau_rows(premiums: pa.Table, risks: pa.Table, treaties: pa.Table,
                            participations: pa.Table, con=None) -> pa.Table:
     """The bordereau rows (all reinsurers) of one batch of premium transactions."""
+    return _query(BORDEREAU_SQL, premiums, risks, treaties, participations, con)
+
+
+def unknown_treaty_quarantine(premiums: pa.Table, risks: pa.Table, treaties: pa.Table,
+                              participations: pa.Table, con=None) -> pa.Table:
+    """Quarantine rows for the premiums of policies that name a treaty the ledger lacks."""
+    bad = _query(UNKNOWN_TREATY_SQL, premiums, risks, treaties, participations, con)
+    rows = []
+    for r in bad.to_pylist():
+        raw = row_json({k: v for k, v in r.items() if k != COMMIT_COLUMN})
+        rows.append({
+            "stage": "report", "report": "premium_bordereau", "table_name": "PremiumTransactions",
+            "rule": UNKNOWN_TREATY_RULE,
+            "reason": f"policy {r['PolicyId']} names treaty {r['PolicyTreatyId']}, which is not in the ledger",
+            "offending_value": r["PolicyTreatyId"], "raw_record": raw, "commit_timestamp": r.get(COMMIT_COLUMN),
+            "source": "ledger mirror",
+        })
+    return quarantine_rows(rows)
+
+
+def _query(sql, premiums, risks, treaties, participations, con=None) -> pa.Table:
     own = con is None
     con = con or duck.connect()
+    if COMMIT_COLUMN not in premiums.column_names:  # tables built by hand (tests) carry no commit time
+        premiums = premiums.append_column(COMMIT_COLUMN, pa.nulls(premiums.num_rows, pa.timestamp("us", tz="UTC")))
     for name, table in (("premiums", premiums), ("risks", risks), ("treaties", treaties),
                         ("participations", participations)):
         con.register(name, table)
     try:
-        return con.sql(BORDEREAU_SQL).to_arrow_table()
+        return con.sql(sql).to_arrow_table()
     finally:
         for name in ("premiums", "risks", "treaties", "participations"):
             con.unregister(name)
@@ -131,6 +167,7 @@ def _one(batches) -> pa.Table:
 class _BordereauFn(beam.DoFn):
     def __init__(self):
         self.rows = Metrics.counter("rex", "premium_bordereau_rows")
+        self.held = Metrics.counter("rex", "premiums_quarantined_unknown_treaty")
 
     def setup(self):
         self.con = duck.connect()
@@ -144,14 +181,20 @@ class _BordereauFn(beam.DoFn):
         if key != self._risks_key:  # side inputs are the same objects for the whole run
             self._risks = policy_risks(_one(policies), _one(locations))
             self._risks_key = key
-        rows = premium_bordereau_rows(premiums, self._risks, _one(treaties), _one(participations), self.con)
+        treaties, participations = _one(treaties), _one(participations)
+        rows = premium_bordereau_rows(premiums, self._risks, treaties, participations, self.con)
         self.rows.inc(rows.num_rows)
         if rows.num_rows:
             yield rows
+        held = unknown_treaty_quarantine(premiums, self._risks, treaties, participations, self.con)
+        if held.num_rows:
+            self.held.inc(held.num_rows)
+            yield beam.pvalue.TaggedOutput(QUARANTINE_TAG_REPORT, held)
 
 
 class BuildPremiumBordereau(beam.PTransform):
-    """Warehouse mirror -> premium bordereau batches for every reinsurer."""
+    """Warehouse mirror -> premium bordereau batches for every reinsurer (main output) and
+    quarantined premiums that cannot be ceded (tagged `QUARANTINE_TAG_REPORT`)."""
 
     def __init__(self, warehouse_uri: str):
         super().__init__()
@@ -162,6 +205,8 @@ class BuildPremiumBordereau(beam.PTransform):
             return pbegin | f"Read{name}" >> ReadLedgerTable(self.warehouse_uri, name)
 
         side = {n: beam.pvalue.AsList(read(n)) for n in ("Policies", "Locations", "Treaties", "Participations")}
-        return read("PremiumTransactions") | "CedePremiums" >> beam.ParDo(
+        premiums = pbegin | "ReadPremiumTransactions" >> ReadLedgerTable(
+            self.warehouse_uri, "PremiumTransactions", extra_columns=(COMMIT_COLUMN,))
+        return premiums | "CedePremiums" >> beam.ParDo(
             _BordereauFn(), side["Policies"], side["Locations"], side["Treaties"], side["Participations"]
-        )
+        ).with_outputs(QUARANTINE_TAG_REPORT, main="rows")

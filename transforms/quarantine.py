@@ -6,6 +6,8 @@ Nothing is dropped silently: every source and check sends its rejects here as Ar
 from __future__ import annotations
 
 import hashlib
+import json
+from decimal import Decimal
 
 import pyarrow as pa
 
@@ -16,6 +18,8 @@ MISSING_KEY = "missing_key"
 WRONG_TYPE = "wrong_type"
 UNSUPPORTED_MOD = "unsupported_mod"
 INCOMPLETE_TRANSACTION = "incomplete_transaction"
+
+QUARANTINE_TAG_REPORT = "report_quarantine"  # Beam output tag of rows held back while building a report
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -54,3 +58,20 @@ def quarantine_rows(rows: list[dict]) -> pa.Table:
 
 def empty_quarantine() -> pa.Table:
     return QUARANTINE_SCHEMA.empty_table()
+
+
+def value_text(value) -> str | None:
+    """A value as quarantine text: exact decimals in plain notation, dates ISO."""
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def row_json(row: dict) -> str:
+    """A row as a quarantine raw record: sorted keys, exact decimals as strings."""
+    return json.dumps({k: value_text(v) for k, v in row.items()}, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)

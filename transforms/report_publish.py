@@ -1,59 +1,261 @@
-"""Publish a report: per partner, replace its warehouse table and write its export file."""
+"""Publish a report: per partner, repeats held back, masking, the gate, warehouse table, files.
+
+Every row of the report ends with exactly one disposition, recorded in the central table
+`rex_reports.<report>` (never shown to a partner) so the control totals can prove nothing was
+lost or doubled:
+
+* `published` — in the partner's table `partner_<id>.<report>` and its export files;
+* `quarantined` — it broke a rule of the partner's contract (row in `rex_ops.quarantine`);
+* `withheld` — nothing wrong with the row, but it may not be published: the partner has no
+  contract for the report, the contract does not cover the treaty, or the partner's gate failed
+  (then *nothing* of that partner × report is published in this run).
+"""
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import apache_beam as beam
 import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.metrics import Metrics
 
-from transforms.report_exports import round_money, write_csv
+from contracts.model import Contract
+from contracts.row_checks import apply_unique_checks, compile_row_checks
+from transforms.contract_checks import QUARANTINE, WITHHELD
+from transforms.partner_reports import (
+    apply_masking,
+    missing_columns,
+    to_partner_table,
+    with_contract_periods,
+    write_partner_exports,
+)
+from transforms.quarantine import QUARANTINE_SCHEMA
 from transforms.warehouse import open_warehouse
+
+CENTRAL, CLEAN, REPORT_QUARANTINE = "central", "clean", "report_quarantine"
+
+
+@dataclass
+class PartnerOutcome:
+    partner: str
+    report: str
+    published: int = 0
+    quarantined: int = 0
+    withheld: int = 0
+    periods: list[str] = field(default_factory=list)
+    gate: object = None  # expectations.gate.GateResult
+    files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.gate is None or self.gate.success
+
+
+@dataclass
+class PublishResult:
+    report: str
+    outcomes: dict[str, PartnerOutcome]
+    validation_html: str | None
+    quarantined_total: int
+
+    @property
+    def gates_passed(self) -> bool:
+        return all(o.ok for o in self.outcomes.values())
+
+
+@dataclass(frozen=True)
+class ReportLayout:
+    """How one report is keyed and ordered (the parts publishing needs to know)."""
+
+    kind: str
+    key_columns: tuple[str, ...]  # identify a row of the report (with reinsurer_id)
+    sort_keys: tuple[tuple[str, str], ...]  # row order of tables and files
+    repeat_order: tuple[str, ...]  # which of two repeats came first
+
+
+def _concat(tables: list[pa.Table], like: pa.Table) -> pa.Table:
+    tables = [t for t in tables if t is not None]
+    if not tables:
+        return like.schema.empty_table()
+    return pa.concat_tables(tables, promote_options="permissive").combine_chunks()
+
+
+def _keys(table: pa.Table, layout: ReportLayout, status: str, rule) -> pa.Table:
+    n = table.num_rows
+    cols = {k: table[k].cast(pa.string()) for k in ("reinsurer_id", *layout.key_columns)}
+    cols["publication_status"] = pa.array([status] * n, pa.string())
+    cols["publication_rule"] = rule if isinstance(rule, pa.Array) else pa.array([rule] * n, pa.string())
+    return pa.table(cols)
+
+
+def _quarantine_keys(quarantine: pa.Table, layout: ReportLayout, con) -> pa.Table:
+    """Disposition keys of contract-quarantined rows, read back from their raw records."""
+    contract_rows = quarantine.filter(pc.equal(quarantine["stage"], "contract"))
+    con.register("_q", contract_rows)
+    cols = ", ".join(f"json_extract_string(raw_record, '$.{k}') AS \"{k}\"" for k in ("reinsurer_id", *layout.key_columns))
+    return con.sql(f"SELECT {cols}, 'quarantined' AS publication_status, rule AS publication_rule FROM _q").to_arrow_table()
+
+
+def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str, Contract], central: pa.Table,
+                   clean: dict[str, list[pa.Table]], quarantine: list[pa.Table],
+                   withheld: list[tuple[str, pa.Table, str]], out_dir: str | None, validation_dir: str | None,
+                   run_id: str) -> PublishResult:
+    """Everything after the row checks, for one report and all partners (see the module doc)."""
+    from expectations.gate import run_gate, write_html
+    from expectations.suites import checked_in_suite_problem, compile_suite
+    from transforms import duck
+
+    report = layout.kind
+    quarantine = [q for q in quarantine if q.num_rows]
+    dispositions: list[pa.Table] = []
+    outcomes: dict[str, PartnerOutcome] = {}
+    gates = []
+    to_publish = []
+    for partner, contract in sorted(contracts.items()):
+        spec = contract.reports.get(report)
+        if spec is None:
+            continue
+        outcome = outcomes.setdefault(partner, PartnerOutcome(partner, report))
+        rows = _concat(clean.get(partner, []), with_contract_periods(central.slice(0, 0), contract))
+        rows = rows.sort_by([list(k) for k in layout.sort_keys])
+        repeats = apply_unique_checks(compile_row_checks(contract, spec, rows.schema), rows, list(layout.repeat_order))
+        if repeats.quarantine.num_rows:
+            quarantine.append(repeats.quarantine)
+        rows = repeats.clean
+        masked = apply_masking(rows, contract)
+        table = to_partner_table(masked, spec)
+        missing = missing_columns(spec, rows)
+        if missing:
+            outcome.notes.append(f"rex does not produce {', '.join(missing)} yet")
+        suite = compile_suite(contract, spec)
+        periods = sorted(p for p in pc.unique(rows["period"]).to_pylist() if p) if "period" in rows.column_names else []
+        outcome.periods = periods
+        label = f"{periods[0]}..{periods[-1]}" if len(periods) > 1 else (periods[0] if periods else "no rows")
+        gate = run_gate(suite, table, partner, report, label)
+        stale = checked_in_suite_problem(contract, spec, suite)
+        if stale:
+            from expectations.gate import CheckOutcome
+
+            gate.outcomes.insert(0, CheckOutcome(f"{report}.suite", "suite", None, False, stale))
+        gates.append(gate)
+        outcome.gate = gate
+        if gate.success:
+            to_publish.append((partner, contract, spec, masked, table))
+            outcome.published = rows.num_rows
+            dispositions.append(_keys(rows, layout, "published", None))
+        else:
+            outcome.withheld += rows.num_rows
+            dispositions.append(_keys(rows, layout, "withheld", f"{report}.gate"))
+    for partner, rows, reason in withheld:
+        outcomes.setdefault(partner, PartnerOutcome(partner, report)).withheld += rows.num_rows
+        dispositions.append(_keys(rows, layout, "withheld", reason))
+    all_quarantine = pa.concat_tables(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table()
+    for p in pc.unique(all_quarantine["partner"]).to_pylist():
+        if p is not None:
+            count = pc.sum(pc.equal(all_quarantine["partner"], p)).as_py()
+            outcomes.setdefault(p, PartnerOutcome(p, report)).quarantined = count
+    con = duck.connect()
+    try:
+        dispositions.append(_quarantine_keys(all_quarantine, layout, con))
+        keyed = pa.concat_tables([d.cast(dispositions[0].schema) for d in dispositions]) if dispositions else None
+        central_out = _with_dispositions(central, keyed, layout, con)
+    finally:
+        con.close()
+    html = None
+    if validation_dir and gates:
+        html = write_html(gates, os.path.join(validation_dir, f"{run_id}.{report}.html"),
+                          f"rex validation · {report} · run {run_id}")
+    with open_warehouse(warehouse_uri) as wh:
+        wh.record_validations([_validation_row(run_id, g, contracts[g.partner].version, html) for g in gates])
+        wh.replace_central_table(report, central_out)
+        wh.replace_central_table(f"{report}_quarantine", all_quarantine)
+        wh.append_quarantine(all_quarantine, run_id)
+        for partner, contract, spec, masked, table in to_publish:
+            wh.replace_partner_table(partner, report, table)
+    for partner, contract, spec, masked, table in to_publish:
+        if out_dir:
+            outcomes[partner].files = write_partner_exports(masked, contract, spec, out_dir)
+    return PublishResult(report, outcomes, html, all_quarantine.num_rows)
+
+
+def _validation_row(run_id: str, gate, contract_version: str, html: str | None) -> dict:
+    return {
+        "run_id": run_id, "partner": gate.partner, "report": gate.report, "periods": gate.period,
+        "contract_version": contract_version, "rows": gate.rows, "success": gate.success,
+        "checks": len(gate.outcomes), "failed": len(gate.failures), "summary": gate.summary(),
+        "failures": [{"rule": f.rule, "check": f.check, "column": f.column, "observed": f.observed,
+                      "unexpected": f.unexpected} for f in gate.failures],
+        "html": html,
+    }
+
+
+def _with_dispositions(central: pa.Table, keyed: pa.Table | None, layout: ReportLayout, con) -> pa.Table:
+    """The central rows with their disposition; a row without one is flagged `unaccounted`."""
+    con.register("_central", central)
+    keys = ("reinsurer_id", *layout.key_columns)
+    if keyed is None or keyed.num_rows == 0:
+        return con.sql("SELECT *, 'unaccounted' AS publication_status, NULL::VARCHAR AS publication_rule "
+                       "FROM _central").to_arrow_table()
+    con.register("_keys", keyed)
+    on = " AND ".join(f'c."{k}"::VARCHAR IS NOT DISTINCT FROM k."{k}"' for k in keys)
+    order = ", ".join(f'c."{k}"' for k in keys)
+    return con.sql(
+        f"SELECT c.*, coalesce(k.publication_status, 'unaccounted') AS publication_status, k.publication_rule "
+        f"FROM _central c LEFT JOIN (SELECT DISTINCT ON ({', '.join(chr(34) + k + chr(34) for k in keys)}) * "
+        f"FROM _keys) k ON {on} ORDER BY {order}"
+    ).to_arrow_table()
 
 
 class _PublishFn(beam.DoFn):
-    def __init__(self, warehouse_uri, report, partners, out_dir, empty, sort_keys, money_columns,
-                 currency_column, rounding):
-        self.warehouse_uri = warehouse_uri
-        self.report = report
-        self.partners = partners
-        self.out_dir = out_dir
-        self.empty = empty
-        self.sort_keys = sort_keys
-        self.money_columns = money_columns
-        self.currency_column = currency_column
-        self.rounding = rounding
-        self.written = Metrics.counter("rex", "report_rows_written")
+    def __init__(self, warehouse_uri, layout, contracts, out_dir, validation_dir, run_id):
+        self.args = (warehouse_uri, layout, contracts)
+        self.out_dir, self.validation_dir, self.run_id = out_dir, validation_dir, run_id
+        self.published = Metrics.counter("rex", "report_rows_published")
 
-    def process(self, batches):
-        rows = pa.concat_tables([self.empty] + list(batches)).combine_chunks()
-        with open_warehouse(self.warehouse_uri) as wh:
-            wh.replace_central_table(self.report, rows.sort_by([("reinsurer_id", "ascending")] + list(self.sort_keys)))
-            for partner in self.partners:
-                mine = rows.filter(pa.compute.equal(rows["reinsurer_id"], partner))
-                mine = mine.sort_by(self.sort_keys)
-                wh.replace_partner_table(partner, self.report, mine)
-                if self.out_dir:
-                    export = round_money(mine, self.money_columns, self.currency_column, self.rounding)
-                    write_csv(export, os.path.join(self.out_dir, partner, f"{self.report}.csv"))
-                self.written.inc(mine.num_rows)
-                yield (partner, mine.num_rows)
+    def process(self, elements, empty: pa.Table):
+        central, clean, quarantine, withheld = [empty], {}, [], []
+        for kind, value in elements:
+            if kind == CENTRAL:
+                central.append(value)
+            elif kind == CLEAN:
+                partner, table = value
+                clean.setdefault(partner, []).append(table)
+            elif kind in (QUARANTINE, REPORT_QUARANTINE):
+                quarantine.append(value.cast(QUARANTINE_SCHEMA))
+            elif kind == WITHHELD:
+                withheld.append(value)
+        central_table = pa.concat_tables(central).combine_chunks()
+        result = publish_report(*self.args, central_table, clean, quarantine, withheld, self.out_dir,
+                                self.validation_dir, self.run_id)
+        self.published.inc(sum(o.published for o in result.outcomes.values()))
+        yield result
 
 
-class PublishPartnerReport(beam.PTransform):
-    """Report batches (all partners) -> `rex_reports.<report>` (every partner, for control
-    totals), and for each listed partner `partner_<id>.<report>` and its CSV export.
+class PublishPartnerReports(beam.PTransform):
+    """(central rows, clean rows per partner, contract quarantine, withheld, report quarantine)
+    -> one `PublishResult`."""
 
-    Every listed partner gets its table and file, empty ones included, so a partner can tell
-    "nothing this period" from "not run". A partner's rows are filtered by its own id only.
-    """
-
-    def __init__(self, warehouse_uri: str, report: str, partners: list[str], out_dir: str | None,
-                 empty: pa.Table, sort_keys, money_columns, currency_column: str,
-                 rounding: str = "half_up"):
+    def __init__(self, warehouse_uri: str, layout: ReportLayout, contracts: dict[str, Contract],
+                 out_dir: str | None, validation_dir: str | None, run_id: str, empty: pa.Table):
         super().__init__()
-        self.fn = _PublishFn(warehouse_uri, report, sorted(partners), out_dir, empty, sort_keys,
-                             tuple(money_columns), currency_column, rounding)
+        self.fn = _PublishFn(warehouse_uri, layout, contracts, out_dir, validation_dir, run_id)
+        self.empty = empty
 
-    def expand(self, batches):
-        return batches | "CollectReport" >> beam.combiners.ToList() | "Publish" >> beam.ParDo(self.fn)
+    def expand(self, inputs):
+        central, clean, quarantine, withheld, report_quarantine = inputs
+        tagged = (
+            central | "TagCentral" >> beam.Map(lambda t: (CENTRAL, t)),
+            clean | "TagClean" >> beam.Map(lambda kv: (CLEAN, kv)),
+            quarantine | "TagQuarantine" >> beam.Map(lambda t: (QUARANTINE, t)),
+            withheld | "TagWithheld" >> beam.Map(lambda v: (WITHHELD, v)),
+            report_quarantine | "TagReportQuarantine" >> beam.Map(lambda t: (REPORT_QUARANTINE, t)),
+        )
+        empty = central.pipeline | "Empty" >> beam.Create([self.empty])
+        return (
+            tagged
+            | "MergeForPublishing" >> beam.Flatten()
+            | "CollectReport" >> beam.combiners.ToList()
+            | "Publish" >> beam.ParDo(self.fn, beam.pvalue.AsSingleton(empty))
+        )

@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS {OPS_DATASET}.quarantine (
   commit_timestamp TIMESTAMPTZ, server_transaction_id VARCHAR, record_sequence VARCHAR,
   raw_record VARCHAR NOT NULL, source VARCHAR, run_id VARCHAR NOT NULL,
   quarantined_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS {OPS_DATASET}.validations (
+  run_id VARCHAR NOT NULL, partner VARCHAR NOT NULL, report VARCHAR NOT NULL, periods VARCHAR,
+  contract_version VARCHAR, rows BIGINT NOT NULL, success BOOLEAN NOT NULL, checks BIGINT NOT NULL,
+  failed BIGINT NOT NULL, summary VARCHAR NOT NULL, failures JSON, html VARCHAR,
+  validated_at TIMESTAMPTZ NOT NULL);
 """
 
 
@@ -263,6 +268,48 @@ class DuckDbWarehouse:
         new = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchall()[0][0] - before
         con.execute("DROP TABLE _q")
         return total, new
+
+    def append_quarantine(self, table: pa.Table, run_id: str) -> int:
+        """Add quarantine rows not already there (by quarantine_id); returns how many were new."""
+        if table.num_rows == 0:
+            return 0
+        con = self.con
+        cols = ", ".join(qi(f.name) for f in QUARANTINE_SCHEMA)
+        con.register("_new_q", table.cast(QUARANTINE_SCHEMA))
+        try:
+            before = con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchall()[0][0]
+            con.execute(
+                f"INSERT INTO {OPS_DATASET}.quarantine ({cols}, run_id, quarantined_at) "
+                f"SELECT {cols}, ?, now() FROM (SELECT DISTINCT ON (quarantine_id) * FROM _new_q) q "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {OPS_DATASET}.quarantine x WHERE x.quarantine_id = q.quarantine_id)",
+                [run_id],
+            )
+            return con.execute(f"SELECT count(*) FROM {OPS_DATASET}.quarantine").fetchall()[0][0] - before
+        finally:
+            con.unregister("_new_q")
+
+    def record_validations(self, rows: list[dict]) -> None:
+        """The gate outcomes of a run, one row per partner × report."""
+        cols = ["run_id", "partner", "report", "periods", "contract_version", "rows", "success", "checks",
+                "failed", "summary", "failures", "html"]
+        for r in rows:
+            values = [json.dumps(r[c], default=str) if c == "failures" else r.get(c) for c in cols]
+            self.con.execute(
+                f"INSERT INTO {OPS_DATASET}.validations ({', '.join(cols)}, validated_at) "
+                f"VALUES ({', '.join('?' * len(cols))}, now())", values)
+
+    def validations(self, run_id: str) -> list[dict]:
+        rel = self.con.execute(
+            f"SELECT partner, report, periods, contract_version, rows, success, checks, failed, summary, "
+            f"failures::VARCHAR AS failures, html FROM {OPS_DATASET}.validations WHERE run_id = ? ORDER BY partner, report",
+            [run_id])
+        names = [d[0] for d in rel.description]
+        out = []
+        for row in rel.fetchall():
+            r = dict(zip(names, row))
+            r["failures"] = json.loads(r["failures"] or "[]")
+            out.append(r)
+        return out
 
     # -- runs ---------------------------------------------------------------------------
     def _insert_run(self, run: dict) -> None:

@@ -1,0 +1,209 @@
+"""The columns each rex report offers, and their kinds: what a partner contract may select.
+
+A contract maps its own column names (Lloyd's CRS names, snake_case, OED fields …) onto these
+with ODCS `transformLogic`; lint checks every mapping against this catalog, and the contract's
+logical types against the kinds here. Kinds:
+
+* `string`, `date`, `integer`, `timestamp`: as they say;
+* `money`: DECIMAL(38,9) amounts in the row's currency, rounded only at export;
+* `decimal`: exact non-money decimals (shares, fractions, rates), never rounded to minor units.
+
+`period` is the contract's reporting period of the row's booked date: `2026-03` for a monthly
+contract, `2026-Q1` for a quarterly one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# ODCS logical types a column of each kind may be declared as.
+LOGICAL_TYPES = {
+    "string": ("string",),
+    "date": ("date", "string"),
+    "integer": ("integer", "number", "string"),
+    "timestamp": ("timestamp", "string"),
+    "money": ("number",),
+    "decimal": ("number",),
+}
+
+
+@dataclass(frozen=True)
+class ReportColumn:
+    name: str
+    kind: str
+    description: str
+    currency_column: str | None = None  # for money: the column naming its currency
+
+
+@dataclass(frozen=True)
+class ReportDefinition:
+    kind: str  # premium_bordereau | claims_bordereau | exposure | oed_location | oed_account
+    description: str
+    columns: tuple[ReportColumn, ...]
+    built: bool  # False while rex does not produce it yet (the contract may still declare it)
+
+    def column(self, name: str) -> ReportColumn | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, kind: str, description: str, currency: str | None = None) -> ReportColumn:
+    if kind == "money" and currency is None:
+        currency = "original_currency"
+    return ReportColumn(name, kind, description, currency)
+
+
+PREMIUM_BORDEREAU = ReportDefinition(
+    "premium_bordereau",
+    "One row per premium transaction × participating reinsurer: 100% and share amounts.",
+    (
+        _c("reinsurer_id", "string", "The reinsurer (partner) the row is ceded to"),
+        _c("treaty_id", "string", "Treaty the risk is ceded under"),
+        _c("umr", "string", "Unique Market Reference of the treaty"),
+        _c("treaty_type", "string", "QUOTA_SHARE or SURPLUS"),
+        _c("period", "string", "Reporting period of the booked date, per the contract's frequency"),
+        _c("policy_id", "string", "Ledger policy id"),
+        _c("policy_number", "string", "Policy (certificate) number"),
+        _c("insured_name", "string", "Insured's name (masked where the contract says so)"),
+        _c("risk_country", "string", "ISO 3166 country of the insured risk"),
+        _c("line_of_business", "string", "PROPERTY, ENGINEERING or ENERGY"),
+        _c("transaction_id", "string", "Ledger premium transaction id"),
+        _c("transaction_type", "string", "NEW, RENEWAL, ENDORSEMENT or CANCELLATION"),
+        _c("effective_date", "date", "Date the premium transaction takes effect"),
+        _c("booked_date", "date", "Date the transaction was booked (decides the period)"),
+        _c("original_currency", "string", "ISO 4217 currency of the transaction"),
+        _c("sum_insured", "money", "Sum insured of the policy (in-force TIV of its locations)"),
+        _c("ceded_fraction", "decimal", "Share of the risk ceded to the treaty (cession rate or surplus fraction)"),
+        _c("gross_premium_100", "money", "Gross premium at 100%"),
+        _c("tax_100", "money", "Premium taxes at 100%"),
+        _c("ceded_premium_100", "money", "Premium ceded to the treaty at 100% of the treaty"),
+        _c("share_pct", "decimal", "The reinsurer's share of the treaty (0-1)"),
+        _c("share_premium", "money", "The reinsurer's share of the ceded premium"),
+        _c("commission_rate", "decimal", "Ceding commission rate of the treaty"),
+        _c("share_commission", "money", "Ceding commission on the reinsurer's share"),
+        _c("share_tax", "money", "Taxes on the reinsurer's share"),
+        _c("share_net_premium", "money", "Share premium less commission and tax"),
+        _c("ledger_commit_timestamp", "timestamp", "When the ledger committed the transaction (orders repeats)"),
+    ),
+    built=True,
+)
+
+CLAIMS_BORDEREAU = ReportDefinition(
+    "claims_bordereau",
+    "One row per claim × reinsurer × period: paid, outstanding and incurred, 100% and share.",
+    (
+        _c("reinsurer_id", "string", "The reinsurer (partner) the row is ceded to"),
+        _c("treaty_id", "string", "Treaty the claim is ceded under"),
+        _c("umr", "string", "Unique Market Reference of the treaty"),
+        _c("treaty_type", "string", "QUOTA_SHARE, SURPLUS or XOL_PER_RISK"),
+        _c("period", "string", "Reporting period, per the contract's frequency"),
+        _c("claim_id", "string", "Ledger claim id"),
+        _c("policy_id", "string", "Ledger policy id"),
+        _c("policy_number", "string", "Policy (certificate) number"),
+        _c("insured_name", "string", "Insured's name (masked where the contract says so)"),
+        _c("risk_country", "string", "ISO 3166 country of the insured risk"),
+        _c("line_of_business", "string", "Line of business"),
+        _c("location_id", "string", "Location the loss occurred at"),
+        _c("loss_date", "date", "Date of loss"),
+        _c("reported_date", "date", "Date the claim was first advised"),
+        _c("peril", "string", "OED peril code of the cause of loss"),
+        _c("cat_event_code", "string", "Catastrophe event code, if any"),
+        _c("claim_status", "string", "OPEN, CLOSED or REOPENED at period end"),
+        _c("original_currency", "string", "ISO 4217 currency of the claim"),
+        _c("paid_this_period_100", "money", "Paid in the period at 100%"),
+        _c("paid_to_date_100", "money", "Paid to date at 100%"),
+        _c("outstanding_reserve_100", "money", "Outstanding reserve at period end at 100%"),
+        _c("incurred_100", "money", "Paid to date plus outstanding at 100%"),
+        _c("ceded_fraction", "decimal", "Share of the loss ceded (proportional treaties)"),
+        _c("xol_recovery_100", "money", "Recovery under the per-risk excess of loss layer at 100%"),
+        _c("share_pct", "decimal", "The reinsurer's share of the treaty"),
+        _c("paid_this_period_share", "money", "Reinsurer's share of paid in the period"),
+        _c("paid_to_date_share", "money", "Reinsurer's share of paid to date"),
+        _c("outstanding_share", "money", "Reinsurer's share of outstanding"),
+        _c("incurred_share", "money", "Reinsurer's share of incurred"),
+    ),
+    built=False,
+)
+
+EXPOSURE = ReportDefinition(
+    "exposure",
+    "In-force sums insured per treaty × peril × country × zone × line of business, as of a date.",
+    (
+        _c("reinsurer_id", "string", "The reinsurer (partner)"),
+        _c("treaty_id", "string", "Treaty"),
+        _c("as_of_date", "date", "Date the exposure is in force on"),
+        _c("peril", "string", "OED peril code"),
+        _c("country", "string", "ISO 3166 country of the locations"),
+        _c("zone", "string", "Accumulation zone"),
+        _c("line_of_business", "string", "Line of business"),
+        _c("currency", "string", "ISO 4217 currency of the sums insured"),
+        _c("location_count", "integer", "Locations in force"),
+        _c("building_tiv_100", "money", "Building TIV at 100%", "currency"),
+        _c("contents_tiv_100", "money", "Contents TIV at 100%", "currency"),
+        _c("bi_tiv_100", "money", "Business interruption TIV at 100%", "currency"),
+        _c("total_tiv_100", "money", "Total TIV at 100%", "currency"),
+        _c("ceded_tiv_100", "money", "TIV ceded to the treaty at 100% of the treaty", "currency"),
+        _c("share_pct", "decimal", "The reinsurer's share of the treaty"),
+        _c("ceded_tiv_share", "money", "The reinsurer's share of the ceded TIV", "currency"),
+    ),
+    built=False,
+)
+
+OED_LOCATION = ReportDefinition(
+    "oed_location",
+    "OED v3 location file of the ceded in-force risks (field names are OED's own).",
+    tuple(
+        _c(name, kind, desc, "LocCurrency" if kind == "money" else None)
+        for name, kind, desc in (
+            ("PortNumber", "string", "Portfolio: the treaty"),
+            ("AccNumber", "string", "Account: the policy"),
+            ("LocNumber", "string", "Location id"),
+            ("CountryCode", "string", "ISO 3166 country"),
+            ("Latitude", "decimal", "Latitude"),
+            ("Longitude", "decimal", "Longitude"),
+            ("LocPerilsCovered", "string", "OED peril codes, ';'-separated"),
+            ("OccupancyCode", "integer", "OED occupancy code"),
+            ("ConstructionCode", "integer", "OED construction code"),
+            ("BuildingTIV", "money", "Building TIV"),
+            ("ContentsTIV", "money", "Contents TIV"),
+            ("BITIV", "money", "Business interruption TIV"),
+            ("LocCurrency", "string", "ISO 4217 currency of the TIVs"),
+            ("GeogScheme1", "string", "Geography scheme of GeogName1"),
+            ("GeogName1", "string", "Accumulation zone"),
+        )
+    ),
+    built=False,
+)
+
+OED_ACCOUNT = ReportDefinition(
+    "oed_account",
+    "OED v3 account file: one row per ceded policy (field names are OED's own).",
+    tuple(
+        _c(name, kind, desc, "AccCurrency" if kind == "money" else None)
+        for name, kind, desc in (
+            ("PortNumber", "string", "Portfolio: the treaty"),
+            ("AccNumber", "string", "Account: the policy"),
+            ("AccName", "string", "Insured's name (masked where the contract says so)"),
+            ("AccCurrency", "string", "ISO 4217 currency"),
+            ("PolNumber", "string", "Policy number"),
+            ("PolPerilsCovered", "string", "OED peril codes covered"),
+            ("PolInceptionDate", "date", "Policy inception"),
+            ("PolExpiryDate", "date", "Policy expiry"),
+            ("LOB", "string", "Line of business"),
+        )
+    ),
+    built=False,
+)
+
+REPORTS: dict[str, ReportDefinition] = {
+    r.kind: r for r in (PREMIUM_BORDEREAU, CLAIMS_BORDEREAU, EXPOSURE, OED_LOCATION, OED_ACCOUNT)
+}
+
+
+def report(kind: str) -> ReportDefinition:
+    try:
+        return REPORTS[kind]
+    except KeyError:
+        raise KeyError(f"unknown report {kind!r}; rex reports are {', '.join(REPORTS)}") from None
