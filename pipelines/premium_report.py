@@ -91,7 +91,7 @@ def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, partners: lis
         for m in contract.masking:
             masking_key(m.key_env)
     if validation_dir is None:
-        validation_dir = os.path.join(out_dir, "validation") if out_dir else os.path.abspath("rex-validation")
+        validation_dir = default_validation_dir(warehouse_uri, out_dir)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         built = p | "BuildPremiumBordereau" >> BuildPremiumBordereau(warehouse_uri)
         checked = built.rows | "CheckPartnerRows" >> CheckPartnerRows(contracts, REPORT)
@@ -99,6 +99,16 @@ def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, partners: lis
         _ = inputs | "PublishPremiumBordereau" >> PublishPartnerReports(
             warehouse_uri, LAYOUT, contracts, out_dir, validation_dir, run_id, empty_bordereau())
     return _finish(warehouse_uri, run_id, started, contracts, partners, validation_dir)
+
+
+def default_validation_dir(warehouse_uri: str, out_dir: str | None) -> str:
+    """Beside the run's outputs: <out>/validation, else next to the warehouse file."""
+    if out_dir:
+        return os.path.join(out_dir, "validation")
+    if warehouse_uri.startswith("duckdb:///"):
+        path = warehouse_uri[len("duckdb:///"):]
+        return os.path.join(os.path.dirname(os.path.abspath(path)), "rex-validation")
+    return os.path.abspath("rex-validation")
 
 
 def _finish(warehouse_uri, run_id, started, contracts, partners, validation_dir) -> ReportSummary:
