@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 from contracts.model import ColumnSpec, Contract, ReportSpec
 
@@ -68,7 +68,8 @@ def diff_contracts(old: Contract, new: Contract) -> list[Change]:
         else:
             _report(changes, old.reports[kind], spec)
     breaking = any(c.breaking for c in changes)
-    if breaking and _major(old.version) is not None and _major(old.version) == _major(new.version):
+    old_major, new_major = _major(old.version), _major(new.version)
+    if breaking and old_major is not None and (new_major is None or new_major <= old_major):
         add(Change("version", f"{old.version} -> {new.version}: breaking changes need a new major version", True))
     elif old.version == new.version and changes:
         add(Change("version", f"still {new.version} although the contract changed", False))
@@ -103,9 +104,14 @@ def _report(changes, old: ReportSpec, new: ReportSpec) -> None:
             added.remove(twin)
         else:
             add(Change(f"{where}.{gone.physical_name}", "column removed", True))
+    new_order = [c.physical_name for c in new.columns]
+    kept = set(old_cols) & set(new_cols)
     for col in added:
-        add(Change(f"{where}.{col.physical_name}",
-                   "new required column" if col.required else "new optional column", col.required))
+        # an optional column is harmless at the end; in the middle it moves every column after it
+        moves = any(n in kept for n in new_order[new_order.index(col.physical_name) + 1:])
+        what = "new required column" if col.required else "new optional column"
+        add(Change(f"{where}.{col.physical_name}", what + (" (moves the columns after it)" if moves else ""),
+                   col.required or moves))
     kept_old = [c.physical_name for c in old.columns if c.physical_name in new_cols]
     kept_new = [c.physical_name for c in new.columns if c.physical_name in old_cols]
     if kept_old != kept_new:
@@ -115,7 +121,7 @@ def _report(changes, old: ReportSpec, new: ReportSpec) -> None:
             _column(changes, f"{where}.{name}", old_cols[name], col)
     old_q = {q.id: q for q in old.quality}
     new_q = {q.id: q for q in new.quality}
-    for qid in old_q.keys() - new_q.keys():
+    for qid in sorted(old_q.keys() - new_q.keys()):
         add(Change(f"{where}.quality[{qid}]", "quality rule removed", False))
     for qid in sorted(new_q.keys() - old_q.keys()):
         add(Change(f"{where}.quality[{qid}]", "quality rule added (stricter)", True))
@@ -133,11 +139,11 @@ def _column(changes, where: str, old: ColumnSpec, new: ColumnSpec) -> None:
     if old.source != new.source:
         add(Change(where, f"now carries {new.source} instead of {old.source}", True))
     if old.logical_type != new.logical_type:
-        widened = new.logical_type in _WIDENS_TO.get(old.logical_type, set())
+        widened = str(new.logical_type) in _WIDENS_TO.get(str(old.logical_type), set())
         add(Change(where, f"logicalType {old.logical_type} -> {new.logical_type} "
                           f"({'widened' if widened else 'narrowed or incompatible'})", not widened))
     if old.physical_type != new.physical_type:
-        widened = new.physical_type in _PHYSICAL_WIDENS_TO.get(old.physical_type, {old.physical_type})
+        widened = str(new.physical_type) in _PHYSICAL_WIDENS_TO.get(str(old.physical_type), {str(old.physical_type)})
         add(Change(where, f"physicalType {old.physical_type} -> {new.physical_type}", not widened))
     if old.required != new.required:
         add(Change(where, "now required" if new.required else "no longer required", new.required))
@@ -182,24 +188,35 @@ def _num(value):
     try:
         return date.fromisoformat(str(value))
     except ValueError:
-        return Decimal(str(value))
+        pass
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return str(value)
+    return str(number) if number.is_nan() else number
 
 
 def _bounds(changes, where, old: ColumnSpec, new: ColumnSpec) -> None:
     """Compare lower and upper bounds as (value, inclusive): higher lows and lower highs are stricter."""
     for side, pairs in (("lower", (("minimum", True), ("exclusive_minimum", False))),
                         ("upper", (("maximum", True), ("exclusive_maximum", False)))):
-        a = _effective(old, pairs, side)
-        b = _effective(new, pairs, side)
-        if a == b:
-            continue
-        if b is None:
-            changes.append(Change(where, f"{side} bound {_show(a, side)} removed", False))
-        elif a is None:
-            changes.append(Change(where, f"new {side} bound {_show(b, side)}", True))
-        else:
-            stricter = _stricter(a, b, side)
-            changes.append(Change(where, f"{side} bound {_show(a, side)} -> {_show(b, side)}", stricter))
+        try:
+            a = _effective(old, pairs, side)
+            b = _effective(new, pairs, side)
+            if a == b:
+                continue
+            if b is None:
+                changes.append(Change(where, f"{side} bound {_show(a, side)} removed", False))
+            elif a is None:
+                changes.append(Change(where, f"new {side} bound {_show(b, side)}", True))
+            else:
+                stricter = _stricter(a, b, side)
+                changes.append(Change(where, f"{side} bound {_show(a, side)} -> {_show(b, side)}", stricter))
+        except TypeError:  # not numbers or dates, or a number against a date: cannot tell which is stricter
+            declared = [[str(getattr(c, attr)) for attr, _ in pairs] for c in (old, new)]
+            if declared[0] != declared[1]:
+                changes.append(Change(where, f"{side} bound changed (not comparable): "
+                                             f"{_declared(old, pairs)} -> {_declared(new, pairs)}", True))
 
 
 def _effective(col, pairs, side):
@@ -217,6 +234,10 @@ def _stricter(a, b, side) -> bool:
     if va != vb:
         return vb > va if side == "lower" else vb < va
     return ia and not ib  # inclusive -> exclusive at the same value
+
+
+def _declared(col, pairs) -> str:
+    return ", ".join(f"{attr} {getattr(col, attr)}" for attr, _ in pairs if getattr(col, attr) is not None) or "none"
 
 
 def _show(bound, side: str) -> str:

@@ -102,7 +102,7 @@ def _jsonable(value):
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+        return int(value) if value.is_finite() and value == value.to_integral_value() else float(value)
     return value
 
 
@@ -133,6 +133,8 @@ class _Linter:
         stem = os.path.splitext(os.path.basename(c.file))[0]
         if not c.partner:
             self.add(c.custom_path("partnerId"), "partner_id", "customProperties must name the partnerId")
+        elif not isinstance(c.partner, str):
+            self.add(c.custom_path("partnerId"), "partner_id", f"partnerId {c.partner!r} must be a string")
         else:
             if stem != c.partner:
                 self.add(c.custom_path("partnerId"), "partner_id",
@@ -144,7 +146,7 @@ class _Linter:
         if c.version is None or not _SEMVER.match(c.version):
             self.add(("version",), "contract_version", f"version {c.version!r} is not semantic (MAJOR.MINOR.PATCH)")
         self._treaties()
-        if c.settlement_currency not in ISO_CURRENCIES:
+        if not isinstance(c.settlement_currency, str) or c.settlement_currency not in ISO_CURRENCIES:
             self.add(c.custom_path("settlementCurrency"), "currency_code",
                      f"settlementCurrency {c.settlement_currency!r} is not an ISO 4217 currency code")
         self._choice("fxRateDate", c.fx_rate_date, FX_RATE_DATES, "fx_rate_date")
@@ -175,7 +177,8 @@ class _Linter:
             matched = [t for t in self.ledger.treaties if treaty_matches(pattern, t)]
             if not matched:
                 self.add(path + (i,), "covered_treaties", f"treaty {pattern} is not in the ledger")
-            elif c.partner and not any((t, c.partner) in self.ledger.participations for t in matched):
+            elif isinstance(c.partner, str) and c.partner and not any(
+                    (t, c.partner) in self.ledger.participations for t in matched):
                 self.add(path + (i,), "covered_treaties",
                          f"{c.partner} has no participation in treaty {pattern}")
 
@@ -195,8 +198,16 @@ class _Linter:
     def _masking(self) -> None:
         c = self.c
         base = c.custom_path("masking")
-        sources = {col.source for r in c.reports.values() for col in r.columns}
-        for i, m in enumerate(c.masking):
+        sources = {col.source for r in c.reports.values() for col in r.columns if isinstance(col.source, str)}
+        raw = c.custom_value("masking")
+        if raw is not None and not isinstance(raw, list):
+            self.add(base, "masking", "masking must be a list of {column, method, keyEnv}")
+        entries = iter(c.masking)  # the mapping entries of `raw`, in order
+        for i, item in enumerate(raw if isinstance(raw, list) else []):
+            if not isinstance(item, dict):
+                self.add(base + (i,), "masking", f"masking entry {item!r} is not a mapping of column, method, keyEnv")
+                continue
+            m = next(entries)
             if m.column not in sources:
                 self.add(base + (i, "column"), "masking", f"masking names {m.column}, which no report of the contract carries")
             if m.method not in MASKING_METHODS:
@@ -208,6 +219,15 @@ class _Linter:
     def reports(self) -> None:
         if not self.c.reports:
             self.add(("schema",), "unknown_report", "the contract declares no report")
+        schema = self.c.doc.get("schema")
+        declared: dict[str, int] = {}
+        for i, obj in enumerate(schema if isinstance(schema, list) else []):
+            if isinstance(obj, dict):  # load_contract keeps the first of a report declared twice
+                kind = str(obj.get("name") or "")
+                if kind in declared:
+                    self.add(("schema", i, "name"), "duplicate_report",
+                             f"report {kind!r} is declared twice (schema[{declared[kind]}] and schema[{i}])")
+                declared.setdefault(kind, i)
         for kind, spec in self.c.reports.items():
             definition = REPORTS.get(kind)
             if definition is None:
@@ -256,7 +276,7 @@ class _Linter:
             for i, value in enumerate(col.allowed):
                 if not _fits(lt, value):
                     self.add(p + ("enum", i, "value"), "enum_values", f"{col.name}: allowed value {value!r} is not a {lt}")
-                elif col.source in CURRENCY_SOURCES and value not in ISO_CURRENCIES:
+                elif col.source in CURRENCY_SOURCES and (not isinstance(value, str) or value not in ISO_CURRENCIES):
                     self.add(p + ("enum", i, "value"), "currency_code",
                              f"{col.name}: {value!r} is not an ISO 4217 currency code")
         bounds = {"minimum": col.minimum, "maximum": col.maximum, "exclusiveMinimum": col.exclusive_minimum,
@@ -277,7 +297,9 @@ class _Linter:
         hi = [parsed[k] for k in ("maximum", "exclusiveMaximum") if k in parsed]
         if lo and hi and max(lo) > min(hi):
             self.add(p + ("logicalTypeOptions",), "range", f"{col.name}: the range is empty (minimum above maximum)")
-        if col.pattern is not None:
+        if col.pattern is not None and not isinstance(col.pattern, str):
+            self.add(p + ("logicalTypeOptions", "pattern"), "pattern", f"{col.name}: pattern {col.pattern!r} is not a string")
+        elif col.pattern is not None:
             try:
                 re.compile(col.pattern)
             except re.error as e:
@@ -292,7 +314,7 @@ class _Linter:
         if rule.type == "library":
             names = rule.arguments.get("properties") or ([rule.column] if rule.column else [])
             for name in names if isinstance(names, list) else [names]:
-                if name not in physical:
+                if not isinstance(name, str) or name not in physical:
                     self.add(p + ("arguments", "properties"), "quality_rule",
                              f"quality rule {rule.id} names {name!r}, which is not a column of {kind}")
             if rule.metric in ("nullValues", "missingValues", "invalidValues") and not names:
@@ -300,7 +322,7 @@ class _Linter:
             if rule.metric == "invalidValues" and not (rule.arguments.get("validValues") or rule.arguments.get("pattern")):
                 self.add(p + ("arguments",), "quality_rule", f"quality rule {rule.id}: invalidValues needs validValues or pattern")
         elif rule.type == "sql":
-            if not rule.query or "${table}" not in rule.query:
+            if not isinstance(rule.query, str) or "${table}" not in rule.query:
                 self.add(p + ("query",), "quality_rule", f"quality rule {rule.id}: the query must read ${{table}}")
             elif not re.match(r"^\s*(SELECT|WITH)\b", rule.query, re.IGNORECASE):
                 self.add(p + ("query",), "quality_rule", f"quality rule {rule.id}: the query must be one SELECT")
@@ -327,9 +349,10 @@ def _bound(logical_type, value):
     if isinstance(value, bool):
         return None
     try:
-        return Decimal(str(value))
+        number = Decimal(str(value))
     except InvalidOperation:
         return None
+    return None if number.is_nan() else number
 
 
 def lint_contract(contract: Contract, ledger: LedgerFacts | None = None) -> list[LintProblem]:
@@ -349,12 +372,13 @@ def lint_paths(paths: list[str], ledger: LedgerFacts | None = None) -> list[Lint
         try:
             contract = load_contract(path)
         except ContractError as e:
-            problems.append(LintProblem(path, None, "(document)", "yaml", str(e).split(": ", 1)[-1]))
+            problems.append(LintProblem(path, e.line, "(document)", "yaml", str(e).split(": ", 1)[-1]))
             continue
         problems.extend(lint_contract(contract, ledger))
-        if contract.partner in partners:
-            problems.append(LintProblem(path, contract.line(contract.custom_path("partnerId")), "customProperties",
+        if isinstance(contract.partner, str) and contract.partner in partners:
+            where = contract.custom_path("partnerId")
+            problems.append(LintProblem(path, contract.line(where), field_path(where),
                                         "partner_id", f"{contract.partner} already has a contract in {partners[contract.partner]}"))
-        elif contract.partner:
+        elif isinstance(contract.partner, str) and contract.partner:
             partners[contract.partner] = path
     return problems

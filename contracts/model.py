@@ -39,6 +39,8 @@ MASKING_METHODS = ("hmac_sha256",)
 class ContractError(RexError):
     """A contract file cannot be read at all (missing, not YAML, not a mapping)."""
 
+    line: int | None = None  # where the YAML stops parsing, if it does
+
 
 class _Loader(yaml.SafeLoader):
     """YAML with exact decimals: floats become Decimal, never a binary float."""
@@ -67,7 +69,9 @@ def read_yaml(path: str) -> tuple[Any, dict[tuple, int]]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
-        raise ContractError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+        error = ContractError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})")
+        error.line = mark.line + 1 if mark else None
+        raise error from e
     lines: dict[tuple, int] = {}
     _index_lines(node, (), lines)
     return doc, lines
@@ -191,16 +195,14 @@ class Contract:
         return self.lines.get(path)
 
     def custom_path(self, term: str) -> tuple:
-        for i, p in enumerate(_list(self.doc.get("customProperties"))):
-            if isinstance(p, dict) and p.get("property") == term:
-                return ("customProperties", i, "value")
-        return ("customProperties",)
+        return _term_path(self.doc, "customProperties", term)
+
+    def custom_value(self, term: str):
+        """A custom term's value as written (before `load_contract` kept what it could use)."""
+        return _terms(self.doc.get("customProperties")).get(term)
 
     def sla_path(self, term: str) -> tuple:
-        for i, p in enumerate(_list(self.doc.get("slaProperties"))):
-            if isinstance(p, dict) and p.get("property") == term:
-                return ("slaProperties", i, "value")
-        return ("slaProperties",)
+        return _term_path(self.doc, "slaProperties", term)
 
     def masked(self, source: str) -> MaskingSpec | None:
         return next((m for m in self.masking if m.column == source), None)
@@ -225,7 +227,18 @@ def _dict(value) -> dict:
 
 
 def _terms(items) -> dict[str, Any]:
-    return {p.get("property"): p.get("value") for p in _list(items) if isinstance(p, dict)}
+    """property -> value; a term given twice takes its last value (as `_term_path` points to)."""
+    return {p.get("property"): p.get("value") for p in _list(items)
+            if isinstance(p, dict) and isinstance(p.get("property"), str)}
+
+
+def _term_path(doc: dict, section: str, term: str) -> tuple:
+    """The field path of the value `_terms` reads for a term: its last occurrence."""
+    found = (section,)
+    for i, p in enumerate(_list(doc.get(section))):
+        if isinstance(p, dict) and p.get("property") == term:
+            found = (section, i, "value")
+    return found
 
 
 def _strs(value) -> tuple[str, ...]:
@@ -313,7 +326,9 @@ def load_contract(path: str) -> Contract:
     masking = []
     for m in _list(custom.get("masking")):
         if isinstance(m, dict):
-            masking.append(MaskingSpec(str(m.get("column")), str(m.get("method")), m.get("keyEnv")))
+            key_env = m.get("keyEnv")
+            masking.append(MaskingSpec(str(m.get("column")), str(m.get("method")),
+                                       str(key_env) if key_env is not None else None))
     reports = {}
     for i, obj in enumerate(_list(doc.get("schema"))):
         if isinstance(obj, dict):

@@ -178,6 +178,11 @@ def demo(out, seed, policies, days, files_only):
     run_demo(out, seed, policies, days, files_only)
 
 
+from pipelines.contracts_cli import contracts  # noqa: E402  (the `rex contracts` group)
+
+cli.add_command(contracts)
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("apache_beam").setLevel(logging.ERROR)

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import hmac
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from contract_factory import contract_doc, write_contract
-from contracts.model import PARTNERS_DIR, load_partner_contracts
+from contracts.model import PARTNERS_DIR, load_partner_contracts, read_yaml
 from expectations.suites import SUITES_DIR, compile_suites
 from pipelines.capture import run_capture
 from pipelines.premium_report import run_premium_bordereau
@@ -125,7 +126,9 @@ def test_republishing_gives_byte_identical_files(published, tmp_path):
 
 
 def test_a_failing_gate_publishes_nothing_of_that_report_and_fails_the_run(book, tmp_path):
-    d, uri = book
+    d, shared = book
+    shutil.copy(shared[len("duckdb:///"):], tmp_path / "wh.duckdb")  # its own warehouse: it republishes
+    uri = "duckdb:///" + str(tmp_path / "wh.duckdb")
     contracts = tmp_path / "contracts"
     strict = contract_doc("boreal-re", ["QS-PROP-USD-*"], ["USD"], frequency="quarterly", formats=("csv",))
     # a whole-batch rule the rows cannot meet: only the gate sees it
@@ -165,3 +168,31 @@ def test_a_failing_gate_publishes_nothing_of_that_report_and_fails_the_run(book,
 def test_the_shipped_contracts_are_the_packaged_ones():
     assert sorted(load_partner_contracts()) == sorted(
         os.path.splitext(n)[0] for n in os.listdir(PARTNERS_DIR) if n.endswith(".yaml"))
+
+
+def test_contracts_test_rechecks_published_data_against_the_current_contract(published, tmp_path):
+    from click.testing import CliRunner
+
+    from pipelines.contracts_cli import contracts
+
+    _d, uri, _s = published
+    runner = CliRunner()
+    ok = runner.invoke(contracts, ["test", "--partner", "alpine-re", "--warehouse", uri])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.splitlines()[-1] == "1 report(s), 0 failing"
+    period = ok.output.split("premium_bordereau ")[1].split(",")[0].split(":")[0]
+    one = runner.invoke(contracts, ["test", "--partner", "alpine-re", "--warehouse", uri, "--period", period])
+    assert one.exit_code == 0 and f"premium_bordereau {period}:" in one.output
+    # a tightened contract: no sum insured above 1,000 — the published rows now break it
+    tight, _lines = read_yaml(os.path.join(PARTNERS_DIR, "alpine-re.yaml"))
+    for prop in tight["schema"][0]["properties"]:
+        if prop["transformLogic"] == "sum_insured":
+            prop["logicalTypeOptions"] = {"minimum": 0, "maximum": 1000}
+    write_contract(tmp_path / "contracts", tight)
+    html = tmp_path / "test.html"
+    failing = runner.invoke(contracts, ["test", "--partner", "alpine-re", "--warehouse", uri, "--contracts",
+                                        str(tmp_path / "contracts"), "--html", str(html)])
+    assert failing.exit_code == 1
+    assert "row check premium_bordereau.sum_insured.maximum" in failing.output
+    assert "gate premium_bordereau.sum_insured.range" in failing.output
+    assert "FAILED" in html.read_text()
