@@ -17,6 +17,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 from functools import cache
 
@@ -75,15 +76,40 @@ def _context():
     return gx, context, batch
 
 
+_EPOCH = date(1970, 1, 1)
+
+
 def _frame(table: pa.Table):
-    """The batch as pandas for GX: decimals as float64 copies (see the module docstring)."""
+    """The batch as pandas for GX: decimals as float64 copies (see the module docstring), dates
+    as day numbers (GX compares date objects with a Python call per value: seconds per million)."""
     cols = {}
     for f in table.schema:
         col = table[f.name]
         if pa.types.is_decimal(f.type):
             col = col.cast(pa.float64())
+        elif pa.types.is_date(f.type):
+            col = col.cast(pa.int32()).cast(pa.int64())  # int64: GX only vectorises int64 and float64
         cols[f.name] = col
     return pa.table(cols).to_pandas()
+
+
+def _day_number(value):
+    return (date.fromisoformat(value) - _EPOCH).days if isinstance(value, str) else value
+
+
+def _for_frame(expectation: dict, date_columns: set[str]) -> dict:
+    """An expectation as it must read the frame: date bounds as day numbers too."""
+    kwargs = expectation["kwargs"]
+    if kwargs.get("column") in date_columns and expectation["type"] == "expect_column_values_to_be_between":
+        kwargs = {k: (_day_number(v) if k in ("min_value", "max_value") else v) for k, v in kwargs.items()}
+        return {**expectation, "kwargs": kwargs}
+    return expectation
+
+
+def _shown(value, is_date: bool):
+    if is_date and isinstance(value, (int, float)) and value == value:
+        return (_EPOCH + timedelta(days=int(value))).isoformat()
+    return _plain(value)
 
 
 def _validate(indexed: list[tuple[int, dict]], name: str, frame, result_format: str) -> dict:
@@ -108,7 +134,8 @@ def run_gx(suite: dict, table: pa.Table) -> list[CheckOutcome]:
     """The suite on the batch: a pass/fail sweep first, then details for what failed only
     (collecting unexpected values for 50 passing expectations costs a fifth of the gate)."""
     frame = _frame(table)
-    expectations = suite["expectations"]
+    dates = {f.name for f in table.schema if pa.types.is_date(f.type)}
+    expectations = [_for_frame(e, dates) for e in suite["expectations"]]
     verdicts = _validate(list(enumerate(expectations)), suite["name"], frame, "BOOLEAN_ONLY")
     failed = [(i, e) for i, e in enumerate(expectations) if not verdicts[i].success]
     if failed:
@@ -130,7 +157,8 @@ def run_gx(suite: dict, table: pa.Table) -> list[CheckOutcome]:
         outcomes.append(CheckOutcome(
             rule=(cfg.meta or {}).get("rule", cfg.type), check=cfg.type, column=cfg.kwargs.get("column"),
             success=bool(r.success), observed=observed,
-            unexpected=[_plain(v) for v in (res.get("partial_unexpected_list") or [])[:10]],
+            unexpected=[_shown(v, cfg.kwargs.get("column") in dates)
+                        for v in (res.get("partial_unexpected_list") or [])[:10]],
         ))
     return outcomes
 
