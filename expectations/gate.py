@@ -12,7 +12,6 @@ Every gate writes an HTML validation report; the run records its outcome either 
 from __future__ import annotations
 
 import html
-import json
 import logging
 import os
 import warnings

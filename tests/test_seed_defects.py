@@ -20,11 +20,10 @@ from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
-from test_seed_book import decode, read_records, table_rows
+from test_seed_book import decode_files, table_rows
 
 from pipelines.cli import cli
 from pipelines.seeding import seed_files, seed_spanner
-from transforms.change_record import DataChangeRecord
 from transforms.ledger_schema import ledger_tables
 from transforms.seed_book import LedgerTransaction, Mutation, book_desks, desk_book, generate_book, replay_book
 from transforms.seed_defects import (
@@ -300,25 +299,6 @@ def test_a_duplicate_reuses_each_original_once():
 
 
 # --- the writers ----------------------------------------------------------------------------
-
-def decode_files(out_dir) -> dict:
-    """The ledger's final rows as the change-record files carry them (see test_seed_book)."""
-    state = {name: {} for name in ledger_tables()}
-    for name, line in read_records(out_dir):
-        if name == MANIFEST_NAME:
-            continue
-        r = DataChangeRecord.from_gson(json.loads(line))
-        table = ledger_tables()[r.table_name]
-        for m in r.mods:
-            keys = decode(r.table_name, m.keys_json)
-            key = tuple(keys[k] for k in table.primary_key)
-            if r.mod_type == "DELETE":
-                del state[r.table_name][key]
-            else:
-                row = {**keys, **decode(r.table_name, m.new_values_json)}
-                state[r.table_name][key] = {c: row[c] for c in table.column_names}
-    return state
-
 
 def test_parallel_desks_plant_the_defects_of_the_sequential_book(tmp_path):
     args = dict(seed=5, policies=240, days=90)
