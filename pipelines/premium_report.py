@@ -25,6 +25,7 @@ from transforms.contract_checks import QUARANTINE, WITHHELD, CheckPartnerRows
 from transforms.errors import RexError
 from transforms.partner_reports import masking_key
 from transforms.ledger_schema import table as ledger_table
+from transforms.ledger_snapshot import ReadLedgerTable
 from transforms.premium_bordereau import (
     SORT_KEYS,
     BuildPremiumBordereau,
@@ -94,7 +95,8 @@ def run_premium_bordereau(warehouse_uri: str, out_dir: str | None, partners: lis
         validation_dir = default_validation_dir(warehouse_uri, out_dir)
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         built = p | "BuildPremiumBordereau" >> BuildPremiumBordereau(warehouse_uri)
-        checked = built.rows | "CheckPartnerRows" >> CheckPartnerRows(contracts, REPORT)
+        fx = p | "ReadFxRates" >> ReadLedgerTable(warehouse_uri, "FxRates")
+        checked = built.rows | "CheckPartnerRows" >> CheckPartnerRows(contracts, REPORT, fx, "booked_date")
         inputs = (built.rows, checked.clean, checked[QUARANTINE], checked[WITHHELD], built[QUARANTINE_TAG_REPORT])
         _ = inputs | "PublishPremiumBordereau" >> PublishPartnerReports(
             warehouse_uri, LAYOUT, contracts, out_dir, validation_dir, run_id, empty_bordereau())

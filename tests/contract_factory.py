@@ -21,13 +21,15 @@ def _plain(value):
 
 
 def contract_doc(partner: str, treaties: list[str], currencies: list[str], frequency: str = "monthly",
-                 formats=("csv",), base: str = "boreal-re") -> dict:
+                 formats=("csv",), base: str = "boreal-re", settlement: str | None = None) -> dict:
+    """A contract for `partner`; it settles in `settlement` (default: the first currency, so a
+    book without FX rates converts at exactly 1)."""
     doc, _lines = read_yaml(os.path.join(PARTNERS_DIR, f"{base}.yaml"))
     doc = copy.deepcopy(doc)
     doc["id"] = f"urn:test:{partner}"
     doc["tenant"] = partner
     terms = {"partnerId": partner, "coveredTreaties": list(treaties), "exportFormats": list(formats),
-             "masking": []}
+             "masking": [], "settlementCurrency": settlement or currencies[0]}
     for p in doc["customProperties"]:
         if p["property"] in terms:
             p["value"] = terms[p["property"]]
@@ -41,6 +43,8 @@ def contract_doc(partner: str, treaties: list[str], currencies: list[str], frequ
                 prop["logicalTypeOptions"] = {"pattern": pattern}
             if prop.get("transformLogic") == "original_currency":
                 prop["enum"] = [{"value": c} for c in currencies]
+            if prop.get("transformLogic") == "settlement_currency":
+                prop["enum"] = [{"value": settlement or currencies[0]}]
     return doc
 
 

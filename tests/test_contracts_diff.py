@@ -278,14 +278,15 @@ def test_change_is_listed_and_classified(case: Case, tmp_path):
     assert hits, f"no change {case.expected!r} in:\n{text}"
     assert all(c.breaking is case.breaking for c in hits), text
     assert all(str(c).startswith("BREAKING  " if case.breaking else "ok        ") for c in hits)
-    # the version stayed 1.0.0: a breaking change asks for a new major version, anything else notes it
+    # the version stayed the shipped one: a breaking change asks for a new major version, anything else notes it
+    v = load_contract(shipped(case.partner)).version
     version = [c for c in changes if c.where == "version"]
     if case.breaking:
-        assert [c.what for c in version] == ["1.0.0 -> 1.0.0: breaking changes need a new major version"]
+        assert [c.what for c in version] == [f"{v} -> {v}: breaking changes need a new major version"]
         assert version[0].breaking
     else:
         assert [c for c in changes if c.breaking] == [], text
-        assert [(c.what, c.breaking) for c in version] == [("still 1.0.0 although the contract changed", False)]
+        assert [(c.what, c.breaking) for c in version] == [(f"still {v} although the contract changed", False)]
 
 
 def test_identical_contracts_have_no_changes():
@@ -301,9 +302,9 @@ BREAKING_EDIT = remove_column(PREMIUM, "commission_amount")
 NEW_MAJOR = "breaking changes need a new major version"
 
 
-@pytest.mark.parametrize("version, asks_for_major", [
-    ("1.0.0", True), ("1.1.0", True), ("1.0.1", True), ("0.9.0", True), ("draft", True),
-    ("2.0.0", False), ("3.0.0", False),
+@pytest.mark.parametrize("version, asks_for_major", [  # the shipped alpine-re is 2.0.0
+    ("2.0.0", True), ("2.1.0", True), ("2.0.1", True), ("1.9.0", True), ("draft", True),
+    ("3.0.0", False), ("4.0.0", False),
 ])
 def test_breaking_changes_need_a_new_major_version(tmp_path, version, asks_for_major):
     changes = _changes(tmp_path, "alpine-re", BREAKING_EDIT, version)
@@ -392,7 +393,7 @@ def test_cli_diff_through_rex_main(tmp_path, monkeypatch, capsys):
     from pipelines import cli as rex_cli
 
     monkeypatch.setitem(rex_cli.cli.commands, "contracts", contracts)
-    new = _write(tmp_path, "boreal-re", remove_report(CLAIMS), "2.0.0")
+    new = _write(tmp_path, "boreal-re", remove_report(CLAIMS), "3.0.0")
     with pytest.raises(SystemExit) as exit_info:
         rex_cli.main(["contracts", "diff", shipped("boreal-re"), new])
     assert exit_info.value.code == 1
@@ -402,3 +403,16 @@ def test_cli_diff_through_rex_main(tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rex: cannot read contract")
+
+
+def test_the_settlement_columns_of_version_2_were_a_breaking_change_with_a_major_bump():
+    """The contracts went 1.0.0 -> 2.0.0 when rex started settling in the partner's currency."""
+    import os
+
+    old = os.path.join(os.path.dirname(__file__), "fixtures", "contracts-v1", "alpine-re.yaml")
+    changes = diff_contracts(load_contract(old), load_contract(shipped("alpine-re")))
+    added = [c for c in changes if c.what.startswith("new required column")]
+    assert {c.where.split(".")[-1] for c in added} >= {"settlement_currency", "rate_of_exchange",
+                                                        "final_net_premium_settlement_currency"}
+    assert all(c.breaking for c in added)
+    assert not [c for c in changes if c.where == "version"]  # 1.0.0 -> 2.0.0: the major moved

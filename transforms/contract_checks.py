@@ -1,8 +1,9 @@
 """Beam step: each partner's rows of a report, checked against its contract, batch by batch.
 
 Input batches hold every reinsurer's rows. Each partner with a contract for the report takes
-its own rows (by reinsurer id), relabels their periods by its contract, and runs its compiled
-row checks on the whole Arrow batch. Outputs, keyed by partner:
+its own rows (by reinsurer id), relabels their periods by its contract, converts them to its
+settlement currency (transforms/fx.py; a row without a rate is quarantined) and runs its
+compiled row checks on the whole Arrow batch. Outputs, keyed by partner:
 
 * main: `(partner, clean rows)`;
 * `quarantine`: quarantine rows of what broke a contract rule;
@@ -12,6 +13,8 @@ row checks on the whole Arrow batch. Outputs, keyed by partner:
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +22,8 @@ from apache_beam.metrics import Metrics
 
 from contracts.model import Contract
 from contracts.row_checks import apply_row_checks, compile_row_checks
+from transforms.fx import settle
+from transforms.ledger_schema import table as ledger_table
 from transforms.partner_reports import partner_rows, with_contract_periods
 
 QUARANTINE = "quarantine"
@@ -26,25 +31,34 @@ WITHHELD = "withheld"
 
 
 class _CheckFn(beam.DoFn):
-    def __init__(self, contracts: dict[str, Contract], report: str):
+    def __init__(self, contracts: dict[str, Contract], report: str, fx_date_column: str | None,
+                 fx_period_end_column: str | None):
         self.contracts = {p: c for p, c in contracts.items() if report in c.reports}
         self.report = report
+        self.fx_date_column = fx_date_column
+        self.fx_period_end_column = fx_period_end_column
         self.checked = Metrics.counter("rex", f"{report}_rows_checked")
         self.quarantined = Metrics.counter("rex", f"{report}_rows_quarantined")
         self.withheld = Metrics.counter("rex", f"{report}_rows_withheld")
 
     def setup(self):
         self._compiled = {}
+        self._fx, self._fx_key = None, None
 
-    def _checks(self, contract: Contract, schema: pa.Schema):
-        key = (contract.partner, schema)
+    def _checks(self, contract: Contract, schema: pa.Schema, skip: frozenset | set = frozenset()):
+        key = (contract.partner, schema, frozenset(skip))
         if key not in self._compiled:
-            self._compiled[key] = compile_row_checks(contract, contract.reports[self.report], schema)
+            compiled = compile_row_checks(contract, contract.reports[self.report], schema)
+            self._compiled[key] = replace(compiled, checks=tuple(c for c in compiled.checks if c.rule not in skip))
         return self._compiled[key]
 
-    def process(self, batch: pa.Table):
+    def process(self, batch: pa.Table, fx_rates):
         if batch.num_rows == 0:
             return
+        if self._fx is None or self._fx_key != id(fx_rates):  # a side input: the same list all run
+            parts = list(fx_rates)
+            self._fx = pa.concat_tables(parts) if parts else ledger_table("FxRates").arrow_schema().empty_table()
+            self._fx_key = id(fx_rates)
         for partner, contract in sorted(self.contracts.items()):
             mine, uncovered = partner_rows(batch, contract)
             if uncovered.num_rows:
@@ -54,13 +68,27 @@ class _CheckFn(beam.DoFn):
             if mine.num_rows == 0:
                 continue
             mine = with_contract_periods(mine, contract)
-            checked = apply_row_checks(self._checks(contract, mine.schema), mine)
             self.checked.inc(mine.num_rows)
-            if checked.quarantine.num_rows:
-                self.quarantined.inc(checked.quarantine.num_rows)
-                yield beam.pvalue.TaggedOutput(QUARANTINE, checked.quarantine)
-            if checked.clean.num_rows:
-                yield (partner, checked.clean)
+            # the ledger's own columns first (an unknown currency is that, not a missing rate),
+            # then the conversion, then the rules on the settlement columns it adds
+            before = self._checks(contract, mine.schema)
+            checked = apply_row_checks(before, mine)
+            rejects = [checked.quarantine]
+            rows = checked.clean
+            if self.fx_date_column and self._fx is not None and rows.num_rows:
+                rows, unrated = settle(rows, self._fx, contract, self.report, self.fx_date_column,
+                                       self.fx_period_end_column)
+                rejects.append(unrated)
+                after = self._checks(contract, rows.schema, skip={c.rule for c in before.checks})
+                settled = apply_row_checks(after, rows)
+                rows = settled.clean
+                rejects.append(settled.quarantine)
+            for q in rejects:
+                if q.num_rows:
+                    self.quarantined.inc(q.num_rows)
+                    yield beam.pvalue.TaggedOutput(QUARANTINE, q)
+            if rows.num_rows:
+                yield (partner, rows)
         others = batch.filter(pc.invert(pc.is_in(batch["reinsurer_id"], value_set=pa.array(
             sorted(self.contracts), pa.string()))))
         for partner in pc.unique(others["reinsurer_id"]).to_pylist():
@@ -70,11 +98,21 @@ class _CheckFn(beam.DoFn):
 
 
 class CheckPartnerRows(beam.PTransform):
-    """All reinsurers' report batches -> per-partner clean rows, quarantine, withheld rows."""
+    """All reinsurers' report batches -> per-partner clean rows, quarantine, withheld rows.
 
-    def __init__(self, contracts: dict[str, Contract], report: str):
+    With `fx_date_column` (and the ledger's FxRates as `fx_rates`), rows are converted to each
+    partner's settlement currency first."""
+
+    def __init__(self, contracts: dict[str, Contract], report: str, fx_rates=None,
+                 fx_date_column: str | None = None, fx_period_end_column: str | None = None):
         super().__init__()
-        self.fn = _CheckFn(contracts, report)
+        self.fn = _CheckFn(contracts, report, fx_date_column if fx_rates is not None else None,
+                           fx_period_end_column)
+        self.fx_rates = fx_rates
 
     def expand(self, batches):
-        return batches | "CheckContracts" >> beam.ParDo(self.fn).with_outputs(QUARANTINE, WITHHELD, main="clean")
+        fx = self.fx_rates
+        if fx is None:
+            fx = batches.pipeline | "NoFxRates" >> beam.Create([], reshuffle=False)
+        return batches | "CheckContracts" >> beam.ParDo(self.fn, beam.pvalue.AsList(fx)).with_outputs(
+            QUARANTINE, WITHHELD, main="clean")
