@@ -158,7 +158,8 @@ CLAIMS_BORDEREAU = ReportDefinition(
 
 EXPOSURE = ReportDefinition(
     "exposure",
-    "In-force sums insured per treaty × peril × country × zone × line of business, as of a date.",
+    "In-force sums insured per reinsurer × treaty × peril × country × zone × line of business × currency, "
+    "as of a date, at 100% and ceded (transforms/exposure.py). A location counts once per peril it covers.",
     (
         _c("reinsurer_id", "string", "The reinsurer (partner)"),
         _c("treaty_id", "string", "Treaty"),
@@ -180,14 +181,44 @@ EXPOSURE = ReportDefinition(
     built=False,
 )
 
+EXPOSURE_TOP_LOCATIONS = ReportDefinition(
+    "exposure_top_locations",
+    "Per reinsurer × treaty, the in-force locations with the largest ceded TIV as of a date, ranked "
+    "(ties by policy id, location id).",
+    (
+        _c("reinsurer_id", "string", "The reinsurer (partner)"),
+        _c("treaty_id", "string", "Treaty"),
+        _c("as_of_date", "date", "Date the exposure is in force on"),
+        _c("rank", "integer", "1 for the location with the largest ceded TIV of the treaty"),
+        _c("policy_id", "string", "Ledger policy id"),
+        _c("location_id", "string", "Ledger location id"),
+        _c("country", "string", "ISO 3166 country of the location"),
+        _c("zone", "string", "Accumulation zone"),
+        _c("currency", "string", "ISO 4217 currency of the sums insured"),
+        _c("total_tiv_100", "money", "Total TIV of the location at 100%", "currency"),
+        _c("ceded_tiv_100", "money", "TIV of the location ceded to the treaty at 100% of the treaty", "currency"),
+        _c("share_pct", "decimal", "The reinsurer's share of the treaty"),
+        _c("ceded_tiv_share", "money", "The reinsurer's share of the ceded TIV", "currency"),
+    ),
+    built=False,
+)
+
+# Central OED rows lead with these; the OED files themselves carry only the OED fields.
+_OED_CENTRAL = (
+    ("reinsurer_id", "string", "The reinsurer (partner) the record is ceded to (not an OED field)"),
+    ("treaty_id", "string", "Treaty the risk is ceded under (not an OED field)"),
+    ("as_of_date", "date", "Date the risk is in force on (not an OED field)"),
+)
+
 OED_LOCATION = ReportDefinition(
     "oed_location",
-    "OED v3 location file of the ceded in-force risks (field names are OED's own).",
+    "OED v3 location file of the ceded in-force risks (field names are OED's own; transforms/oed.py).",
     tuple(
         _c(name, kind, desc, "LocCurrency" if kind == "money" else None)
         for name, kind, desc in (
+            *_OED_CENTRAL,
             ("PortNumber", "string", "Portfolio: the treaty"),
-            ("AccNumber", "string", "Account: the policy"),
+            ("AccNumber", "string", "Account: the policy id"),
             ("LocNumber", "string", "Location id"),
             ("CountryCode", "string", "ISO 3166 country"),
             ("Latitude", "decimal", "Latitude"),
@@ -195,12 +226,14 @@ OED_LOCATION = ReportDefinition(
             ("LocPerilsCovered", "string", "OED peril codes, ';'-separated"),
             ("OccupancyCode", "integer", "OED occupancy code"),
             ("ConstructionCode", "integer", "OED construction code"),
-            ("BuildingTIV", "money", "Building TIV"),
-            ("ContentsTIV", "money", "Contents TIV"),
-            ("BITIV", "money", "Business interruption TIV"),
+            ("BuildingTIV", "money", "Building TIV at 100%"),
+            ("OtherTIV", "money", "Other structures TIV (0: the ledger holds none)"),
+            ("ContentsTIV", "money", "Contents TIV at 100%"),
+            ("BITIV", "money", "Business interruption TIV at 100%"),
             ("LocCurrency", "string", "ISO 4217 currency of the TIVs"),
-            ("GeogScheme1", "string", "Geography scheme of GeogName1"),
+            ("GeogScheme1", "string", "Geography scheme of GeogName1 (XZONE: rex's accumulation zones)"),
             ("GeogName1", "string", "Accumulation zone"),
+            ("OEDVersion", "string", "OED version the record follows (3.4.1)"),
         )
     ),
     built=False,
@@ -208,26 +241,29 @@ OED_LOCATION = ReportDefinition(
 
 OED_ACCOUNT = ReportDefinition(
     "oed_account",
-    "OED v3 account file: one row per ceded policy (field names are OED's own).",
+    "OED v3 account file: one row per ceded in-force policy (field names are OED's own; transforms/oed.py).",
     tuple(
         _c(name, kind, desc, "AccCurrency" if kind == "money" else None)
         for name, kind, desc in (
+            *_OED_CENTRAL,
             ("PortNumber", "string", "Portfolio: the treaty"),
-            ("AccNumber", "string", "Account: the policy"),
+            ("AccNumber", "string", "Account: the policy id"),
             ("AccName", "string", "Insured's name (masked where the contract says so)"),
             ("AccCurrency", "string", "ISO 4217 currency"),
             ("PolNumber", "string", "Policy number"),
-            ("PolPerilsCovered", "string", "OED peril codes covered"),
+            ("PolPerilsCovered", "string", "OED peril codes the policy's locations cover, ';'-separated"),
             ("PolInceptionDate", "date", "Policy inception"),
-            ("PolExpiryDate", "date", "Policy expiry"),
+            ("PolExpiryDate", "date", "Policy expiry (the cancellation date for a cancelled policy)"),
             ("LOB", "string", "Line of business"),
+            ("OEDVersion", "string", "OED version the record follows (3.4.1)"),
         )
     ),
     built=False,
 )
 
 REPORTS: dict[str, ReportDefinition] = {
-    r.kind: r for r in (PREMIUM_BORDEREAU, CLAIMS_BORDEREAU, EXPOSURE, OED_LOCATION, OED_ACCOUNT)
+    r.kind: r for r in (PREMIUM_BORDEREAU, CLAIMS_BORDEREAU, EXPOSURE, EXPOSURE_TOP_LOCATIONS, OED_LOCATION,
+                         OED_ACCOUNT)
 }
 
 
