@@ -39,7 +39,14 @@ def book(tmp_path_factory):
     seed_files(7, 150, 100, str(d / "changes"))
     uri = "duckdb:///" + str(d / "wh.duckdb")
     run_capture(str(d / "changes"), uri)
+    shutil.copy(d / "wh.duckdb", d / "pristine.duckdb")  # for tests that must publish into a fresh one
     return d, uri
+
+
+def _fresh_copy(book, tmp_path) -> str:
+    d, _uri = book
+    shutil.copy(d / "pristine.duckdb", tmp_path / "wh.duckdb")
+    return "duckdb:///" + str(tmp_path / "wh.duckdb")
 
 
 @pytest.fixture(scope="module")
@@ -115,20 +122,21 @@ def test_a_partner_sees_only_its_own_rows(published):
             assert got == own
 
 
-def test_republishing_gives_byte_identical_files(published, tmp_path):
+def test_republishing_sends_nothing_new_and_a_fresh_run_gives_byte_identical_files(published, book, tmp_path):
     d, uri, _s = published
     again = run_premium_bordereau(uri, str(tmp_path / "again"))
-    assert again.succeeded
+    assert again.succeeded and again.publications == [] and not (tmp_path / "again" / "alpine-re").exists()
+    assert sum(again.rows_per_partner.values()) == sum(_s.rows_per_partner.values())  # still all published
+    fresh = run_premium_bordereau(_fresh_copy(book, tmp_path), str(tmp_path / "fresh"))
+    assert fresh.succeeded and fresh.publications
     first = [p for p in _files(d / "exports") if not p.startswith("validation")]
-    assert first == [p for p in _files(tmp_path / "again") if not p.startswith("validation")]
+    assert first == [p for p in _files(tmp_path / "fresh") if not p.startswith("validation")]
     for p in first:
-        assert (d / "exports" / p).read_bytes() == (tmp_path / "again" / p).read_bytes(), p
+        assert (d / "exports" / p).read_bytes() == (tmp_path / "fresh" / p).read_bytes(), p
 
 
 def test_a_failing_gate_publishes_nothing_of_that_report_and_fails_the_run(book, tmp_path):
-    d, shared = book
-    shutil.copy(shared[len("duckdb:///"):], tmp_path / "wh.duckdb")  # its own warehouse: it republishes
-    uri = "duckdb:///" + str(tmp_path / "wh.duckdb")
+    uri = _fresh_copy(book, tmp_path)
     contracts = tmp_path / "contracts"
     strict = contract_doc("boreal-re", ["QS-PROP-USD-*"], ["USD"], frequency="quarterly", formats=("csv",))
     # a whole-batch rule the rows cannot meet: only the gate sees it

@@ -81,7 +81,7 @@ def published(tmp_path_factory):
 
 
 def _csv(d, partner):
-    with open(d / "exports" / partner / "premium_bordereau" / "2026-01" / "premium_bordereau.csv", newline="") as f:
+    with open(d / "exports" / partner / "premium_bordereau" / "2026-01" / "v1" / "premium_bordereau.csv", newline="") as f:
         return {r["transaction_id"]: r for r in csv.DictReader(f)}
 
 

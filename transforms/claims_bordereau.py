@@ -50,15 +50,15 @@ from transforms.ledger_schema import MONEY_TYPE, table as ledger_table
 from transforms.ledger_snapshot import ReadLedgerTable
 from transforms.premium_bordereau import policy_risks
 from transforms.quarantine import QUARANTINE_TAG_REPORT, empty_quarantine, quarantine_rows, row_json
-from transforms.report_catalog import CLAIMS_BORDEREAU, SETTLEMENT_COLUMNS
+from transforms.report_catalog import CLAIMS_BORDEREAU, PUBLICATION_COLUMNS, SETTLEMENT_COLUMNS
 
 COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
 REPORT = "claims_bordereau"
 FREQUENCIES = ("monthly", "quarterly")
 DEFAULT_BUCKETS = 32
 
-_SETTLEMENT = {c.name for c in SETTLEMENT_COLUMNS}
-# The central rows: every catalog column but the settlement ones (added per partner later).
+_SETTLEMENT = {c.name for c in SETTLEMENT_COLUMNS} | {c.name for c in PUBLICATION_COLUMNS}
+# The central rows: every catalog column but the settlement and publication ones (added later).
 COLUMNS = tuple(c for c in CLAIMS_BORDEREAU.columns
                 if c.name not in _SETTLEMENT and not c.name.startswith("settlement_"))
 _ARROW_KINDS = {"string": pa.string(), "date": pa.date32(), "money": MONEY_TYPE, "decimal": MONEY_TYPE}

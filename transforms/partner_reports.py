@@ -101,14 +101,18 @@ def missing_columns(spec: ReportSpec, rows: pa.Table) -> list[str]:
     return [c.name for c in spec.columns if c.source not in rows.column_names]
 
 
-def export_path(out_dir: str, partner: str, report: str, period: str, fmt: str) -> str:
-    return os.path.join(out_dir, partner, report, period, f"{report}.{fmt}")
+def export_path(out_dir: str, partner: str, report: str, period: str, fmt: str, version: int | None = None) -> str:
+    folder = os.path.join(out_dir, partner, report, period)
+    if version is not None:
+        folder = os.path.join(folder, f"v{version}")
+    return os.path.join(folder, f"{report}.{fmt}")
 
 
 def write_partner_exports(rows: pa.Table, contract: Contract, spec: ReportSpec, out_dir: str,
-                          period_column: str = "period") -> list[str]:
-    """The partner's files, one folder per period, in every format its contract asks for:
-    the contract's column names and order, money rounded once in the contract's mode."""
+                          period_column: str = "period", version: int | None = None) -> list[str]:
+    """The partner's files, one folder per period (and version), in every format its contract
+    asks for: the contract's column names and order, money rounded once in the contract's mode.
+    A published version's file is never rewritten: writing different bytes to it is an error."""
     from transforms.report_exports import excel_formats, round_money, write_csv, write_parquet, write_xlsx
 
     cols = selected(spec, rows)
@@ -121,16 +125,38 @@ def write_partner_exports(rows: pa.Table, contract: Contract, spec: ReportSpec, 
     for period in periods:
         part = rows if period == "all" else rows.filter(pc.equal(rows[period_column], period))
         for fmt in contract.export_formats:
-            path = export_path(out_dir, contract.partner, spec.kind, period, fmt)
+            path = export_path(out_dir, contract.partner, spec.kind, period, fmt, version)
             rounded = round_money(part, pairs, None, contract.rounding, as_text=(fmt == "csv"))
             named = pa.table({c.name: rounded[c.source] for c in cols})
             if fmt == "csv":
-                write_csv(named, path)
+                write = lambda tmp: write_csv(named, tmp)  # noqa: E731
             elif fmt == "parquet":
-                write_parquet(named, path)
-            elif fmt == "xlsx":
+                write = lambda tmp: write_parquet(named, tmp)  # noqa: E731
+            else:
                 formats = {c.name: f for c in cols
                            for name, f in excel_formats(rounded, pairs).items() if name == c.source}
-                write_xlsx(named, path, formats, sheet=spec.kind)
+                write = lambda tmp: write_xlsx(named, tmp, formats, sheet=spec.kind)  # noqa: E731
+            _write_once(path, write)
             written.append(path)
     return written
+
+
+def _write_once(path: str, write) -> None:
+    """Write a published file; if it exists, it must already hold exactly these bytes."""
+    if version_folder(path) and os.path.exists(path):
+        fresh = path + ".check"
+        write(fresh)
+        try:
+            with open(fresh, "rb") as a, open(path, "rb") as b:
+                same = a.read() == b.read()
+        finally:
+            os.remove(fresh)
+        if not same:
+            raise RexError(f"{path} is a published version and would change; refusing to overwrite it")
+        return
+    write(path)
+
+
+def version_folder(path: str) -> bool:
+    name = os.path.basename(os.path.dirname(path))
+    return name.startswith("v") and name[1:].isdigit()

@@ -55,6 +55,13 @@ def _c(name: str, kind: str, description: str, currency: str | None = None) -> R
     return ReportColumn(name, kind, description, currency)
 
 
+# Added when a period is published (transforms/publications.py).
+PUBLICATION_COLUMNS = (
+    _c("entry_type", "string", "ORIGINAL, or ADJUSTMENT: a late change to a closed period booked in this one"),
+    _c("adjusts_period", "string", "For an adjustment, the closed period it corrects"),
+    _c("version", "integer", "The version of the period this row was published in (1, 2, …)"),
+)
+
 # Added per partner, from its contract's settlement currency and FX rate-date rule (transforms/fx.py).
 SETTLEMENT_COLUMNS = (
     _c("settlement_currency", "string", "ISO 4217 currency the partner settles in (its contract's)"),
@@ -99,6 +106,7 @@ PREMIUM_BORDEREAU = ReportDefinition(
         _c("settlement_share_tax", "money", "share_tax in the settlement currency", "settlement_currency"),
         _c("settlement_share_net_premium", "money", "share_net_premium in the settlement currency",
            "settlement_currency"),
+        *PUBLICATION_COLUMNS,
     ),
     built=True,
 )
@@ -152,6 +160,7 @@ CLAIMS_BORDEREAU = ReportDefinition(
         _c("settlement_outstanding_share", "money", "outstanding_share in the settlement currency",
            "settlement_currency"),
         _c("settlement_incurred_share", "money", "incurred_share in the settlement currency", "settlement_currency"),
+        *PUBLICATION_COLUMNS,
     ),
     built=False,
 )

@@ -1,19 +1,26 @@
-"""Publish a report: per partner, repeats held back, masking, the gate, warehouse table, files.
+"""Publish a report: per partner, repeats held back, masking, versions, the gate, tables, files.
 
 Every row of the report ends with exactly one disposition, recorded in the central table
 `rex_reports.<report>` (never shown to a partner) so the control totals can prove nothing was
 lost or doubled:
 
-* `published` — in the partner's table `partner_<id>.<report>` and its export files;
+* `published` — sent to the partner (now, or unchanged in an earlier version): in its table
+  `partner_<id>.<report>` and its files `<out>/<partner>/<report>/<period>/v<N>/`;
 * `quarantined` — it broke a rule of the partner's contract (row in `rex_ops.quarantine`);
+* `pending` — its period has not ended yet on the run's as-of date (reported once it has);
+* `skipped` — outside this run's `--period` / `--partner` selection;
 * `withheld` — nothing wrong with the row, but it may not be published: the partner has no
   contract for the report, the contract does not cover the treaty, or the partner's gate failed
   (then *nothing* of that partner × report is published in this run).
+
+Versions and late changes: transforms/publications.py. A dry run decides everything (checks,
+versions, gate) and writes no partner table, file, version or quarantine row.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import date
 
 import apache_beam as beam
 import pyarrow as pa
@@ -30,10 +37,22 @@ from transforms.partner_reports import (
     with_contract_periods,
     write_partner_exports,
 )
+from transforms.publications import PeriodPlan, plan_publications, with_entry_columns
 from transforms.quarantine import QUARANTINE_SCHEMA
 from transforms.warehouse import open_warehouse
 
 CENTRAL, CLEAN, REPORT_QUARANTINE = "central", "clean", "report_quarantine"
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    out_dir: str | None
+    validation_dir: str | None
+    run_id: str
+    period: str | None = None  # publish only this period (ad hoc)
+    as_of: date | None = None  # periods ending after it are pending
+    formats: tuple[str, ...] | None = None  # instead of the contract's export formats (ad hoc)
+    dry_run: bool = False
 
 
 @dataclass
@@ -46,6 +65,7 @@ class PartnerOutcome:
     periods: list[str] = field(default_factory=list)
     gate: object = None  # expectations.gate.GateResult
     files: list[str] = field(default_factory=list)
+    versions: list[PeriodPlan] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -73,6 +93,7 @@ class ReportLayout:
     key_columns: tuple[str, ...]  # identify a row of the report (with reinsurer_id)
     sort_keys: tuple[tuple[str, str], ...]  # row order of tables and files
     repeat_order: tuple[str, ...]  # which of two repeats came first
+    grid_column: str | None = None  # rows built per period grid (claims: frequency) carry it
 
 
 def _concat(tables: list[pa.Table], like: pa.Table) -> pa.Table:
@@ -98,41 +119,75 @@ def _quarantine_keys(quarantine: pa.Table, layout: ReportLayout, con) -> pa.Tabl
     return con.sql(f"SELECT {cols}, 'quarantined' AS publication_status, rule AS publication_rule FROM _q").to_arrow_table()
 
 
+def _own_grid(central: pa.Table, layout: ReportLayout, contracts: dict[str, Contract]) -> pa.Table:
+    """Rows built per period grid: each reinsurer's rows in its contract's grid (monthly without one)."""
+    if not layout.grid_column or layout.grid_column not in central.column_names or central.num_rows == 0:
+        return central
+    grid, reinsurer = central[layout.grid_column], central["reinsurer_id"]
+    contracted = pa.array(sorted(contracts), pa.string())
+    keep = pc.and_(pc.invert(pc.is_in(reinsurer, value_set=contracted)), pc.equal(grid, "monthly"))
+    for partner, contract in contracts.items():
+        keep = pc.or_(keep, pc.and_(pc.equal(reinsurer, partner), pc.equal(grid, contract.frequency)))
+    return central.filter(keep)
+
+
+def _in_period(rows: pa.Table, period: str | None) -> tuple[pa.Table, pa.Table]:
+    if period is None or "period" not in rows.column_names:
+        return rows, rows.slice(0, 0)
+    mask = pc.fill_null(pc.equal(rows["period"], period), False)
+    return rows.filter(mask), rows.filter(pc.invert(mask))
+
+
 def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str, Contract], central: pa.Table,
                    clean: dict[str, list[pa.Table]], quarantine: list[pa.Table],
-                   withheld: list[tuple[str, pa.Table, str]], out_dir: str | None, validation_dir: str | None,
-                   run_id: str) -> PublishResult:
+                   withheld: list[tuple[str, pa.Table, str]], options: PublishOptions) -> PublishResult:
     """Everything after the row checks, for one report and all partners (see the module doc)."""
     from expectations.gate import run_gate, write_html
     from expectations.suites import checked_in_suite_problem, compile_suite
     from transforms import duck
 
     report = layout.kind
+    as_of = options.as_of or date.today()
+    central = _own_grid(central, layout, contracts)
     quarantine = [q for q in quarantine if q.num_rows]
     dispositions: list[pa.Table] = []
     outcomes: dict[str, PartnerOutcome] = {}
-    gates = []
-    to_publish = []
+    gates, to_publish = [], []
+    with open_warehouse(warehouse_uri) as wh:
+        latest_by_partner = {p: wh.latest_publications(p, report) for p in contracts if report in contracts[p].reports}
     for partner, contract in sorted(contracts.items()):
         spec = contract.reports.get(report)
         if spec is None:
             continue
         outcome = outcomes.setdefault(partner, PartnerOutcome(partner, report))
         rows = _concat(clean.get(partner, []), with_contract_periods(central.slice(0, 0), contract))
-        rows = rows.sort_by([list(k) for k in layout.sort_keys])
+        rows = rows.sort_by([list(k) for k in layout.sort_keys if k[0] in rows.column_names])
         repeats = apply_unique_checks(compile_row_checks(contract, spec, rows.schema), rows, list(layout.repeat_order))
         if repeats.quarantine.num_rows:
             quarantine.append(repeats.quarantine)
-        rows = repeats.clean
+        rows, other_periods = _in_period(repeats.clean, options.period)
+        if other_periods.num_rows:
+            dispositions.append(_keys(other_periods, layout, "skipped", f"not in period {options.period}"))
         masked = apply_masking(rows, contract)
-        table = to_partner_table(masked, spec)
-        missing = missing_columns(spec, rows)
+        missing = missing_columns(spec, with_entry_columns(masked))
         if missing:
             outcome.notes.append(f"rex does not produce {', '.join(missing)} yet")
+        plans, pending = plan_publications(masked, latest_by_partner.get(partner, {}), contract, report,
+                                           ["reinsurer_id", *layout.key_columns], as_of, options.period)
+        pending_keys = _key_set(pending, layout)
+        due = rows if not pending_keys else rows.filter(pc.invert(_key_mask(rows, layout, pending_keys)))
+        not_due = rows.filter(_key_mask(rows, layout, pending_keys)) if pending_keys else rows.slice(0, 0)
+        if not_due.num_rows:
+            dispositions.append(_keys(not_due, layout, "pending", f"period not ended on {as_of}"))
+        outcome.periods = [pl.period for pl in plans]
+        if not plans:  # nothing new: what is due was sent before, unchanged
+            dispositions.append(_keys(due, layout, "published", None))
+            outcome.published = due.num_rows
+            continue
+        batch = pa.concat_tables([_versioned(pl) for pl in plans], promote_options="permissive")
+        table = to_partner_table(batch, spec)
+        label = ", ".join(f"{pl.period} v{pl.version}" for pl in plans)
         suite = compile_suite(contract, spec)
-        periods = sorted(p for p in pc.unique(rows["period"]).to_pylist() if p) if "period" in rows.column_names else []
-        outcome.periods = periods
-        label = f"{periods[0]}..{periods[-1]}" if len(periods) > 1 else (periods[0] if periods else "no rows")
         gate = run_gate(suite, table, partner, report, label)
         stale = checked_in_suite_problem(contract, spec, suite)
         if stale:
@@ -142,13 +197,15 @@ def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str
         gates.append(gate)
         outcome.gate = gate
         if gate.success:
-            to_publish.append((partner, contract, spec, masked, table))
-            outcome.published = rows.num_rows
-            dispositions.append(_keys(rows, layout, "published", None))
+            to_publish.append((partner, contract, spec, plans))
+            outcome.versions = plans
+            outcome.published = due.num_rows
+            dispositions.append(_keys(due, layout, "published", None))
         else:
-            outcome.withheld += rows.num_rows
-            dispositions.append(_keys(rows, layout, "withheld", f"{report}.gate"))
+            outcome.withheld += due.num_rows
+            dispositions.append(_keys(due, layout, "withheld", f"{report}.gate"))
     for partner, rows, reason in withheld:
+        rows = _own_grid(rows, layout, contracts)
         outcomes.setdefault(partner, PartnerOutcome(partner, report)).withheld += rows.num_rows
         dispositions.append(_keys(rows, layout, "withheld", reason))
     all_quarantine = pa.concat_tables(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table()
@@ -164,20 +221,55 @@ def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str
     finally:
         con.close()
     html = None
-    if validation_dir and gates:
-        html = write_html(gates, os.path.join(validation_dir, f"{run_id}.{report}.html"),
-                          f"rex validation · {report} · run {run_id}")
+    if options.validation_dir and gates:
+        html = write_html(gates, os.path.join(options.validation_dir, f"{options.run_id}.{report}.html"),
+                          f"rex validation · {report} · run {options.run_id}"
+                          + (" (dry run)" if options.dry_run else ""))
+    files: dict[str, list[str]] = {}
+    if options.out_dir and not options.dry_run:  # files first: a published version is never rewritten
+        for partner, contract, spec, plans in to_publish:
+            if options.formats:
+                contract = _with_formats(contract, options.formats)
+            for plan in plans:
+                files.setdefault(partner, []).extend(write_partner_exports(
+                    _versioned(plan), contract, spec, options.out_dir, version=plan.version))
     with open_warehouse(warehouse_uri) as wh:
-        wh.record_validations([_validation_row(run_id, g, contracts[g.partner].version, html) for g in gates])
+        wh.record_validations([_validation_row(options.run_id, g, contracts[g.partner].version, html) for g in gates])
         wh.replace_central_table(report, central_out)
         wh.replace_central_table(f"{report}_quarantine", all_quarantine)
-        wh.append_quarantine(all_quarantine, run_id)
-        for partner, contract, spec, masked, table in to_publish:
-            wh.replace_partner_table(partner, report, table)
-    for partner, contract, spec, masked, table in to_publish:
-        if out_dir:
-            outcomes[partner].files = write_partner_exports(masked, contract, spec, out_dir)
+        if not options.dry_run:
+            wh.append_quarantine(all_quarantine, options.run_id)
+            for partner, contract, spec, plans in to_publish:
+                period_column = next((c.physical_name for c in spec.columns if c.source == "period"), None)
+                wh.publish_versions(partner, report, contract.version, options.run_id, plans,
+                                    {pl.period: to_partner_table(_versioned(pl), spec) for pl in plans},
+                                    files.get(partner, []), period_column)
+    for partner in files:
+        outcomes[partner].files = files[partner]
     return PublishResult(report, outcomes, html, all_quarantine.num_rows)
+
+
+def _versioned(plan: PeriodPlan) -> pa.Table:
+    rows = plan.rows
+    return rows.append_column("version", pa.array([plan.version] * rows.num_rows, pa.int64()))
+
+
+def _with_formats(contract: Contract, formats: tuple[str, ...]) -> Contract:
+    from dataclasses import replace
+
+    return replace(contract, export_formats=tuple(formats))
+
+
+def _key_set(rows: pa.Table, layout: ReportLayout) -> set:
+    if rows.num_rows == 0:
+        return set()
+    cols = [rows[k].to_pylist() for k in ("reinsurer_id", *layout.key_columns)]
+    return set(zip(*cols))
+
+
+def _key_mask(rows: pa.Table, layout: ReportLayout, keys: set) -> pa.Array:
+    cols = [rows[k].to_pylist() for k in ("reinsurer_id", *layout.key_columns)]
+    return pa.array([k in keys for k in zip(*cols)], pa.bool_())
 
 
 def _validation_row(run_id: str, gate, contract_version: str, html: str | None) -> dict:
@@ -209,9 +301,9 @@ def _with_dispositions(central: pa.Table, keyed: pa.Table | None, layout: Report
 
 
 class _PublishFn(beam.DoFn):
-    def __init__(self, warehouse_uri, layout, contracts, out_dir, validation_dir, run_id):
+    def __init__(self, warehouse_uri, layout, contracts, options: PublishOptions):
         self.args = (warehouse_uri, layout, contracts)
-        self.out_dir, self.validation_dir, self.run_id = out_dir, validation_dir, run_id
+        self.options = options
         self.published = Metrics.counter("rex", "report_rows_published")
 
     def process(self, elements, empty: pa.Table):
@@ -227,8 +319,7 @@ class _PublishFn(beam.DoFn):
             elif kind == WITHHELD:
                 withheld.append(value)
         central_table = pa.concat_tables(central).combine_chunks()
-        result = publish_report(*self.args, central_table, clean, quarantine, withheld, self.out_dir,
-                                self.validation_dir, self.run_id)
+        result = publish_report(*self.args, central_table, clean, quarantine, withheld, self.options)
         self.published.inc(sum(o.published for o in result.outcomes.values()))
         yield result
 
@@ -238,9 +329,9 @@ class PublishPartnerReports(beam.PTransform):
     -> one `PublishResult`."""
 
     def __init__(self, warehouse_uri: str, layout: ReportLayout, contracts: dict[str, Contract],
-                 out_dir: str | None, validation_dir: str | None, run_id: str, empty: pa.Table):
+                 options: PublishOptions, empty: pa.Table):
         super().__init__()
-        self.fn = _PublishFn(warehouse_uri, layout, contracts, out_dir, validation_dir, run_id)
+        self.fn = _PublishFn(warehouse_uri, layout, contracts, options)
         self.empty = empty
 
     def expand(self, inputs):

@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS {OPS_DATASET}.quarantine (
   commit_timestamp TIMESTAMPTZ, server_transaction_id VARCHAR, record_sequence VARCHAR,
   raw_record VARCHAR NOT NULL, source VARCHAR, run_id VARCHAR NOT NULL,
   quarantined_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS {OPS_DATASET}.publications (
+  partner VARCHAR NOT NULL, report VARCHAR NOT NULL, period VARCHAR NOT NULL, version BIGINT NOT NULL,
+  kind VARCHAR NOT NULL, closed BOOLEAN NOT NULL, rows BIGINT NOT NULL, content_hash VARCHAR NOT NULL,
+  contract_version VARCHAR, run_id VARCHAR NOT NULL, files JSON, published_at TIMESTAMPTZ NOT NULL);
 CREATE TABLE IF NOT EXISTS {OPS_DATASET}.validations (
   run_id VARCHAR NOT NULL, partner VARCHAR NOT NULL, report VARCHAR NOT NULL, periods VARCHAR,
   contract_version VARCHAR, rows BIGINT NOT NULL, success BOOLEAN NOT NULL, checks BIGINT NOT NULL,
@@ -309,6 +313,106 @@ class DuckDbWarehouse:
             r = dict(zip(names, row))
             r["failures"] = json.loads(r["failures"] or "[]")
             out.append(r)
+        return out
+
+    # -- publications -------------------------------------------------------------------
+    def latest_publications(self, partner: str, report: str) -> dict:
+        """period -> `Published` (latest version, its content hash and the rows as sent)."""
+        from transforms.publications import Published
+
+        latest = self.rows(
+            f"SELECT period, max(version) FROM {OPS_DATASET}.publications WHERE partner = ? AND report = ? "
+            "GROUP BY period", [partner, report])
+        if not latest:
+            return {}
+        table = f"{REPORTS_DATASET}.{qi('published_' + report)}"
+        out = {}
+        for period, version in latest:
+            h, terms = self.rows(f"SELECT content_hash, contract_version FROM {OPS_DATASET}.publications "
+                                 "WHERE partner = ? AND report = ? AND period = ? AND version = ?",
+                                 [partner, report, period, version])[0]
+            rows = self.query(f"SELECT * EXCLUDE (partner, published_period, version, run_id) FROM {table} "
+                              "WHERE partner = ? AND published_period = ? AND version = ?", [partner, period, version])
+            out[period] = Published(period, int(version), h, rows, terms)
+        return out
+
+    def publish_versions(self, partner: str, report: str, contract_version: str, run_id: str, plans,
+                         partner_tables: dict, files: list[str], period_column: str | None) -> None:
+        """Record new versions: their rows as sent (rex columns), the partner's table (latest
+        version of each period) and the publication log, in one transaction."""
+        from transforms.publications import content_hash
+
+        con = self.con
+        snapshot = f"{REPORTS_DATASET}.{qi('published_' + report)}"
+        ds = partner_dataset(partner)
+        target = f"{ds}.{qi(report)}"
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {REPORTS_DATASET}")
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {ds}")
+            for plan in plans:
+                rows = plan.rows
+                sent = rows.append_column("partner", pa.array([partner] * rows.num_rows, pa.string())) \
+                    .append_column("published_period", pa.array([plan.period] * rows.num_rows, pa.string())) \
+                    .append_column("version", pa.array([plan.version] * rows.num_rows, pa.int64())) \
+                    .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
+                self._append_by_name(snapshot, sent)
+                table = partner_tables[plan.period]
+                self._replace_period(target, table, plan.period, period_column)
+                period_files = [f for f in files if f"{os.sep}{plan.period}{os.sep}v{plan.version}{os.sep}" in f]
+                con.execute(
+                    f"INSERT INTO {OPS_DATASET}.publications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                    [partner, report, plan.period, plan.version, plan.kind, plan.closed, rows.num_rows,
+                     content_hash(rows, rows.column_names), contract_version, run_id, json.dumps(period_files)])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+
+    def _append_by_name(self, table: str, rows: pa.Table) -> None:
+        con = self.con
+        con.register("_rows", rows)
+        try:
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _rows WHERE false")
+            have = {r[0] for r in con.execute(f"SELECT name FROM pragma_table_info('{table}')").fetchall()}
+            for f in rows.schema:
+                if f.name not in have:
+                    con.execute(f"ALTER TABLE {table} ADD COLUMN {qi(f.name)} "
+                                f"{con.sql(f'SELECT {qi(f.name)} FROM _rows LIMIT 0').types[0]}")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+        finally:
+            con.unregister("_rows")
+
+    def _replace_period(self, target: str, table: pa.Table, period: str, period_column: str | None) -> None:
+        """The partner's table holds the latest version of each period: swap in one period
+        (`period_column` is the partner's name for it). If the contract's columns changed, the
+        table is rebuilt from this period on."""
+        con = self.con
+        con.register("_period", table)
+        try:
+            exists = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema || '.' || table_name = ?",
+                [target.replace('"', "")]).fetchone()[0]
+            same = exists and [r[0] for r in con.execute(f"DESCRIBE {target}").fetchall()] == table.column_names
+            if not same:
+                con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _period")
+            elif period_column is None or period_column not in table.column_names:
+                con.execute(f"DELETE FROM {target}")
+                con.execute(f"INSERT INTO {target} SELECT * FROM _period")
+            else:
+                con.execute(f"DELETE FROM {target} WHERE {qi(period_column)} = ?", [period])
+                con.execute(f"INSERT INTO {target} SELECT * FROM _period")
+        finally:
+            con.unregister("_period")
+
+    def publications(self, run_id: str) -> list[dict]:
+        rel = self.con.execute(
+            f"SELECT partner, report, period, version, kind, closed, rows, files::VARCHAR AS files "
+            f"FROM {OPS_DATASET}.publications WHERE run_id = ? ORDER BY partner, report, period, version", [run_id])
+        names = [d[0] for d in rel.description]
+        out = [dict(zip(names, r)) for r in rel.fetchall()]
+        for r in out:
+            r["files"] = json.loads(r["files"] or "[]")
         return out
 
     # -- runs ---------------------------------------------------------------------------
