@@ -125,39 +125,85 @@ def capture(ctx, ledger_uri, warehouse, start, end):
     print_capture_summary(summary)
 
 
+def _parse_date(_ctx, _param, value):
+    if value is None:
+        return None
+    try:
+        from datetime import date
+
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)")
+
+
+def _check_period(_ctx, _param, value):
+    import re
+
+    if value is not None and not re.fullmatch(r"[0-9]{4}-(0[1-9]|1[0-2]|Q[1-4])", value):
+        raise click.BadParameter(f"{value!r} is not a period: YYYY-MM (monthly) or YYYY-Qn (quarterly)")
+    return value
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
              epilog=BEAM_ARGS_HELP)
 @click.option("--warehouse", default="duckdb:///rex.duckdb", show_default=True, metavar="URI")
-@click.option("--kind", type=click.Choice(["premium"]), default="premium", show_default=True,
-              help="Which report (claims, exposure and OED follow).")
+@click.option("--kind", type=click.Choice(["premium", "claims", "exposure", "oed"]), default="premium",
+              show_default=True, help="premium or claims bordereau, exposure report (with top locations), "
+                                      "or OED location and account files.")
 @click.option("--partner", "partners", multiple=True, metavar="ID",
               help="Reinsurer id, e.g. alpine-re; repeat for several (default: every contracted reinsurer).")
+@click.option("--period", callback=_check_period, metavar="YYYY-MM|YYYY-Qn",
+              help="Publish this period only (bordereaux); partners on another grid get nothing.")
+@click.option("--as-of", "as_of", callback=_parse_date, metavar="DATE",
+              help="The run's date (default today): periods ending after it are pending; exposure and OED are "
+                   "the risks in force on it; periods past their grace days are closed.")
+@click.option("--format", "formats", type=click.Choice(["csv", "parquet", "xlsx"]), multiple=True,
+              help="Export these formats instead of the contracts' (repeat for several).")
 @click.option("--out", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="Also write <DIR>/<partner>/<report>/<period>/<report>.<csv|parquet|xlsx>, as each "
+              help="Also write <DIR>/<partner>/<report>/<period>/v<N>/<report>.<csv|parquet|xlsx>, as each "
                    "contract asks, and the validation report under <DIR>/validation/.")
 @click.option("--contracts", "contracts_dir", type=click.Path(file_okay=False, exists=True), default=None,
               metavar="DIR", help="Partner contracts (ODCS YAML) to publish under (default: the shipped ones).")
+@click.option("--dry-run", is_flag=True, help="Build, check and gate everything; publish nothing.")
 @click.pass_context
-def report(ctx, warehouse, kind, partners, out, contracts_dir):
+def report(ctx, warehouse, kind, partners, period, as_of, formats, out, contracts_dir, dry_run):
     """Build, check and publish partner reports from the warehouse mirror.
 
     Each partner gets what its contract says: its own rows only, its columns and names, its
-    reporting periods, masking, export formats and rounding. Rows breaking a contract rule go
-    to rex_ops.quarantine with the rule and a reason; each partner's report passes its Great
-    Expectations suite before anything of it is published. Ends with control totals per treaty
-    and currency (ledger = ceded + retained + quarantined; shares = published + quarantined);
-    exits 1 if a gate failed or the totals do not reconcile.
+    reporting periods, settlement currency, masking, export formats and rounding. Rows breaking
+    a contract rule go to rex_ops.quarantine with the rule and a reason; each partner's report
+    passes its Great Expectations suite before anything of it is published. Periods are sent as
+    versions that are never altered; a late change to a closed period follows the contract
+    (adjustment rows in the next open period, or a restated version). Ends with control totals
+    (ledger = ceded + retained + quarantined); exits 1 if a gate failed or the totals do not
+    reconcile. Never moves the capture checkpoint.
     """
     from contracts.model import PARTNERS_DIR
     from pipelines.console import print_report_summary, status
-    from pipelines.premium_report import run_premium_bordereau
 
-    with status("Building premium bordereaux…"):
-        summary = run_premium_bordereau(warehouse, out, partners=list(partners) or None, beam_args=ctx.args,
-                                        contracts_dir=contracts_dir or PARTNERS_DIR)
-    print_report_summary(summary)
-    if summary.message:
-        raise RexError(summary.message)
+    options = dict(partners=list(partners) or None, beam_args=ctx.args, contracts_dir=contracts_dir or PARTNERS_DIR,
+                   period=period, as_of=as_of, formats=tuple(formats) or None, dry_run=dry_run)
+    with status(f"Building {kind} reports…"):
+        if kind == "premium":
+            from pipelines.premium_report import run_premium_bordereau
+
+            summaries = [run_premium_bordereau(warehouse, out, **options)]
+        elif kind == "claims":
+            from pipelines.claims_report import run_claims_bordereau
+
+            summaries = [run_claims_bordereau(warehouse, out, **options)]
+        else:
+            from pipelines.exposure_report import run_snapshot_reports
+
+            options.pop("period")
+            summaries = run_snapshot_reports(kind, warehouse, out, **options)
+    if not summaries:
+        raise RexError(f"no contract takes the {kind} report" + (f" for {', '.join(partners)}" if partners else ""))
+    for summary in summaries:
+        print_report_summary(summary)
+    failed = [s for s in summaries if s.message]
+    if failed:
+        raise RexError(failed[0].message)
 
 
 @cli.command()

@@ -71,39 +71,79 @@ def print_capture_summary(summary) -> None:
 
 
 def print_report_summary(summary) -> None:
-    rows = Table(title="Premium bordereau rows per partner", title_justify="left")
-    for col in ("partner", "published", "quarantined", "withheld", "gate"):
+    """Rows per partner and disposition, what was published, the control totals."""
+    label = summary.report.replace("_", " ").capitalize() + (" (dry run: nothing published)" if summary.dry_run else "")
+    rows = Table(title=f"{label} rows per partner", title_justify="left")
+    for col in ("partner", "published", "quarantined", "pending", "withheld", "gate"):
         rows.add_column(col, justify="left" if col in ("partner", "gate") else "right")
     gates = {g["partner"]: g for g in summary.gates}
     partners = sorted(set(summary.rows_per_partner) | set(summary.quarantined_per_partner)
-                      | set(summary.withheld_per_partner))
+                      | set(summary.withheld_per_partner) | set(summary.pending_per_partner))
     for partner in partners:
         gate = gates.get(partner)
-        verdict = "-" if gate is None else (f"passed ({gate['checks']} checks)" if gate["success"]
-                                            else f"FAILED ({gate['failed']} of {gate['checks']})")
+        verdict = "nothing new" if gate is None else (f"passed ({gate['checks']} checks)" if gate["success"]
+                                                     else f"FAILED ({gate['failed']} of {gate['checks']})")
         rows.add_row(partner, f"{summary.rows_per_partner.get(partner, 0):,}",
                      f"{summary.quarantined_per_partner.get(partner, 0):,}",
+                     f"{summary.pending_per_partner.get(partner, 0):,}",
                      f"{summary.withheld_per_partner.get(partner, 0):,}", verdict)
     console.print(rows)
-    totals = Table(title="Premium control totals (unrounded): ledger = ceded + retained + quarantined; "
-                         "ceded = placed + unplaced; placed = published + quarantined",
-                   title_justify="left")
-    for col in ("treaty", "ccy", "ledger gross", "ceded 100%", "retained", "quarantined", "placed", "published",
-                "share quarantined", "unplaced", "txns", "ok"):
-        totals.add_column(col, justify="left" if col in ("treaty", "ccy") else "right")
-    for t in summary.control_totals:
-        totals.add_row(
-            t["treaty_id"], t["currency"], _num(t["ledger_gross"]), _num(t["ceded_100"]), _num(t["retained"]),
-            _num(t["ledger_quarantined"]), _num(t["placed"]), _num(t["published"]), _num(t["quarantined"]),
-            _num(t["unplaced"]), f"{t['transactions_published']}/{t['transactions_cedable']}",
-            "✓" if t["balanced"] else "✗",
-        )
-    console.print(totals)
+    if summary.publications:
+        pubs = Table(title="Versions published", title_justify="left")
+        for col in ("partner", "period", "version", "kind", "rows"):
+            pubs.add_column(col, justify="right" if col in ("version", "rows") else "left")
+        for pub in summary.publications:
+            pubs.add_row(pub["partner"], pub["period"], f"v{pub['version']}", pub["kind"], f"{pub['rows']:,}")
+        console.print(pubs)
+    print_control_totals(summary.report, summary.control_totals)
     for gate in summary.gates:
         if not gate["success"]:
             console.print(f"[bold red]gate failed[/] {gate['summary']}")
     if summary.validation_html:
         console.print(f"Validation report: {summary.validation_html}")
+
+
+# per report: (title, columns summed per treaty × currency over the periods)
+_TOTALS = {
+    "premium_bordereau": ("Premium control totals (unrounded): ledger = ceded + retained + quarantined; "
+                          "shares = published + quarantined + pending",
+                          ("ledger_gross", "ceded_100", "retained", "ledger_quarantined", "published", "quarantined",
+                           "not_due", "unplaced")),
+    "claims_bordereau": ("Claims control totals (unrounded): ledger paid = bordereau paid; incurred shares = "
+                         "published + quarantined + pending",
+                         ("ledger_paid", "bordereau_paid", "ceded_incurred", "published", "quarantined", "not_due",
+                          )),
+    "exposure": ("Exposure control totals: ceded TIV shares = published + quarantined",
+                 ("placed", "published", "quarantined", "not_due")),
+}
+
+
+def print_control_totals(report: str, totals: list[dict]) -> None:
+    if report not in _TOTALS or not totals:
+        return
+    title, columns = _TOTALS[report]
+    grouped: dict[tuple, dict] = {}
+    for t in totals:
+        key = (t["treaty_id"], t["currency"]) + ((t["frequency"],) if "frequency" in t else ())
+        g = grouped.setdefault(key, {c: 0 for c in columns} | {"periods": 0, "ok": True})
+        for c in columns:
+            g[c] += t.get(c) or 0
+        g["periods"] += 1
+        g["ok"] = g["ok"] and t["balanced"]
+    table = Table(title=title + " · per treaty × currency, summed over its periods", title_justify="left")
+    table.add_column("treaty")
+    table.add_column("ccy")
+    if any(len(k) == 3 for k in grouped):
+        table.add_column("grid")
+    for c in (*columns, "periods", "ok"):
+        table.add_column(c.replace("_", " "), justify="right")
+    for key, g in grouped.items():
+        table.add_row(*key, *(_num(g[c]) for c in columns), str(g["periods"]), "✓" if g["ok"] else "✗")
+    console.print(table)
+    for t in totals:
+        if not t["balanced"]:
+            where = " ".join(str(t.get(k)) for k in ("treaty_id", "currency", "frequency", "period") if t.get(k))
+            console.print(f"[bold red]does not reconcile[/] {where}: {t['why']}")
 
 
 def _num(value) -> str:

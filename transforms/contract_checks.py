@@ -64,7 +64,7 @@ class _CheckFn(beam.DoFn):
             if uncovered.num_rows:
                 self.withheld.inc(uncovered.num_rows)
                 yield beam.pvalue.TaggedOutput(WITHHELD, (
-                    partner, uncovered, f"treaty not covered by {partner}'s contract {contract.version}"))
+                    partner, uncovered, f"treaty not covered by {partner}'s contract {contract.version}", "withheld"))
             if mine.num_rows == 0:
                 continue
             mine = with_contract_periods(mine, contract)
@@ -94,7 +94,9 @@ class _CheckFn(beam.DoFn):
         for partner in pc.unique(others["reinsurer_id"]).to_pylist():
             rows = others.filter(pc.equal(others["reinsurer_id"], partner))
             self.withheld.inc(rows.num_rows)
-            yield beam.pvalue.TaggedOutput(WITHHELD, (partner, rows, f"{partner} has no contract for {self.report}"))
+            # not an error: this reinsurer does not take the report (or is not in this run)
+            yield beam.pvalue.TaggedOutput(WITHHELD, (partner, rows, f"{partner} is not sent {self.report} in this run",
+                                                      "skipped"))
 
 
 class CheckPartnerRows(beam.PTransform):

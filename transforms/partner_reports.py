@@ -122,8 +122,17 @@ def write_partner_exports(rows: pa.Table, contract: Contract, spec: ReportSpec, 
     else:
         periods = ["all"]
     written = []
+    oed = spec.kind.startswith("oed_")
     for period in periods:
         part = rows if period == "all" else rows.filter(pc.equal(rows[period_column], period))
+        if oed:  # OED files are OED CSV whatever else the partner takes: cat models read them
+            from transforms.oed import write_oed_csv
+
+            path = export_path(out_dir, contract.partner, spec.kind, period, "csv", version)
+            named = pa.table({c.name: part[c.source] for c in cols})
+            _write_once(path, lambda tmp: write_oed_csv(named, tmp))
+            written.append(path)
+            continue
         for fmt in contract.export_formats:
             path = export_path(out_dir, contract.partner, spec.kind, period, fmt, version)
             rounded = round_money(part, pairs, None, contract.rounding, as_text=(fmt == "csv"))

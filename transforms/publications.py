@@ -34,8 +34,16 @@ from transforms.report_catalog import report as report_definition
 ORIGINAL, ADJUSTMENT = "ORIGINAL", "ADJUSTMENT"
 
 
+def point_in_time(label: str) -> bool:
+    """An as-of date label (exposure, OED: `2026-03-31`) rather than a reporting period."""
+    return label.count("-") == 2
+
+
 def period_bounds(label: str) -> tuple[date, date]:
-    """`2026-03` or `2026-Q1` -> (first day, last day)."""
+    """`2026-03` or `2026-Q1` -> (first day, last day); an as-of date is its own bounds."""
+    if point_in_time(label):
+        day = date.fromisoformat(label)
+        return day, day
     year, rest = label.split("-")
     year = int(year)
     if rest.startswith("Q"):
@@ -66,7 +74,8 @@ def closes_on(label: str, contract: Contract) -> date:
 
 
 def is_closed(label: str, contract: Contract, as_of: date) -> bool:
-    return as_of > closes_on(label, contract)
+    """Past its grace days. A point-in-time snapshot never closes: it is revised, not adjusted."""
+    return not point_in_time(label) and as_of > closes_on(label, contract)
 
 
 def has_ended(label: str, as_of: date) -> bool:

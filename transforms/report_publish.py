@@ -140,7 +140,7 @@ def _in_period(rows: pa.Table, period: str | None) -> tuple[pa.Table, pa.Table]:
 
 def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str, Contract], central: pa.Table,
                    clean: dict[str, list[pa.Table]], quarantine: list[pa.Table],
-                   withheld: list[tuple[str, pa.Table, str]], options: PublishOptions) -> PublishResult:
+                   withheld: list[tuple[str, pa.Table, str, str]], options: PublishOptions) -> PublishResult:
     """Everything after the row checks, for one report and all partners (see the module doc)."""
     from expectations.gate import run_gate, write_html
     from expectations.suites import checked_in_suite_problem, compile_suite
@@ -204,10 +204,11 @@ def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str
         else:
             outcome.withheld += due.num_rows
             dispositions.append(_keys(due, layout, "withheld", f"{report}.gate"))
-    for partner, rows, reason in withheld:
+    for partner, rows, reason, status in withheld:
         rows = _own_grid(rows, layout, contracts)
-        outcomes.setdefault(partner, PartnerOutcome(partner, report)).withheld += rows.num_rows
-        dispositions.append(_keys(rows, layout, "withheld", reason))
+        if status == "withheld":
+            outcomes.setdefault(partner, PartnerOutcome(partner, report)).withheld += rows.num_rows
+        dispositions.append(_keys(rows, layout, status, reason))
     all_quarantine = pa.concat_tables(quarantine) if quarantine else QUARANTINE_SCHEMA.empty_table()
     for p in pc.unique(all_quarantine["partner"]).to_pylist():
         if p is not None:
