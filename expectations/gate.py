@@ -192,7 +192,7 @@ def run_sql_checks(suite: dict, table: pa.Table) -> list[CheckOutcome]:
         for check in checks:
             rule = f"{suite['meta']['report']}.quality.{check['id']}"
             try:
-                value = con.execute(check["query"].replace("${table}", "batch")).fetchone()[0]
+                value = con.execute(check["query"].replace("${table}", "batch")).fetchall()[0][0]
                 operand = check["operand"]
                 operand = [Decimal(str(x)) for x in operand] if isinstance(operand, list) else Decimal(str(operand))
                 ok = value is not None and _COMPARE[check["operator"]](Decimal(str(value)), operand)

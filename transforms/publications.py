@@ -109,7 +109,7 @@ def content_hash(rows: pa.Table, columns: list[str]) -> str:
     try:
         con.register("t", rows.select(columns))
         cols = ", ".join(f'"{c}"' for c in columns)
-        n, h = con.execute(f"SELECT count(*), bit_xor(hash({cols})) FROM t").fetchone()
+        n, h = con.execute(f"SELECT count(*), bit_xor(hash({cols})) FROM t").fetchall()[0]
         return f"{n}:{h:016x}"
     finally:
         con.close()
@@ -147,7 +147,7 @@ def adjustments(current: pa.Table, sent: pa.Table, keys: list[str], money: list[
         pick = ", ".join(f'coalesce(n."{c}", w."{c}") AS "{c}"' for c in keys)
         con.execute(f"""CREATE TEMP TABLE d AS SELECT {pick}, {delta}
                         FROM now_ n FULL OUTER JOIN was w ON {on} WHERE {changed}""")
-        if con.execute("SELECT count(*) FROM d").fetchone()[0] == 0:
+        if con.execute("SELECT count(*) FROM d").fetchall()[0][0] == 0:
             return current.schema.empty_table()
         # the descriptive columns of the row as it is now (or as sent, for a reversed row)
         others = [c for c in current.column_names if c not in keys and c not in money

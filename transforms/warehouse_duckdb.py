@@ -392,7 +392,7 @@ class DuckDbWarehouse:
         try:
             exists = con.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema || '.' || table_name = ?",
-                [target.replace('"', "")]).fetchone()[0]
+                [target.replace('"', "")]).fetchall()[0][0]
             same = exists and [r[0] for r in con.execute(f"DESCRIBE {target}").fetchall()] == table.column_names
             if not same:
                 con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _period")
