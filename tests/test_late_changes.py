@@ -161,3 +161,41 @@ def test_late_changes_follow_each_contract_and_never_alter_published_versions(bo
         total = wh.rows("SELECT sum(share_premium) FROM rex_reports.published_premium_bordereau "
                         "WHERE partner = 'alpine-re' AND (period = '2026-01' OR adjusts_period = '2026-01')")[0][0]
     assert total == D("324")
+
+
+def test_an_endorsement_does_not_rewrite_the_surplus_cession_of_earlier_premiums(tmp_path):
+    """Surplus cedes by the sum insured as booked: a later endorsement changes the fraction of
+    later premiums only, so closed periods are not adjusted for it."""
+    sp = {**_treaty(), "TreatyId": "SP1", "Umr": "B0999SP1", "TreatyType": "SURPLUS", "CessionRate": None,
+          "Retention": D("100000"), "Lines": 3}
+    site = {**_location("S"), "BuildingTiv": D("400000")}
+    write_jsonl(str(tmp_path / "changes" / "a.jsonl"), [
+        record("Reinsurers", "INSERT", [{"ReinsurerId": "alpine-re", "Name": "Alpine", "CountryCode": "CH"}],
+               ts_ns=ts_ns(1), txn="r", seq=0, records_in_txn=3),
+        record("Treaties", "INSERT", [sp], ts_ns=ts_ns(1), txn="r", seq=1, records_in_txn=3),
+        record("Participations", "INSERT", [{"TreatyId": "SP1", "ReinsurerId": "alpine-re", "SharePct": D("1")}],
+               ts_ns=ts_ns(1), txn="r", seq=2, records_in_txn=3),
+        record("Policies", "INSERT", [policy("S", treaty="SP1")], ts_ns=ts_ns(2), txn="p", seq=0, records_in_txn=3),
+        record("Locations", "INSERT", [site], ts_ns=ts_ns(2), txn="p", seq=1, records_in_txn=3),
+        record("PremiumTransactions", "INSERT", [_premium("S", "S-1", "1000.00", date(2026, 1, 10))],
+               ts_ns=ts_ns(2), txn="p", seq=2, records_in_txn=3),
+        # 10 March: the site is revalued to 1,000,000 with an endorsement premium in one transaction
+        record("Locations", "UPDATE", [{**site, "BuildingTiv": D("1000000")}], ts_ns=ts_ns(100), txn="e", seq=0,
+               records_in_txn=2),
+        record("PremiumTransactions", "INSERT", [{**_premium("S", "S-2", "200.00", date(2026, 3, 10)),
+                                                  "TransactionType": "ENDORSEMENT"}],
+               ts_ns=ts_ns(100), txn="e", seq=1, records_in_txn=2),
+    ])
+    write_contract(tmp_path / "contracts", contract_doc("alpine-re", ["SP1"], ["EUR"], base="meridian-re"))
+    uri = "duckdb:///" + str(tmp_path / "wh.duckdb")
+    run_capture(str(tmp_path / "changes"), uri)
+    summary = run_premium_bordereau(uri, None, contracts_dir=str(tmp_path / "contracts"), as_of=date(2026, 4, 2))
+    assert summary.succeeded, summary.message
+    with open_warehouse(uri) as wh:
+        rows = dict(((t, (f, c)) for t, f, c in wh.rows(
+            "SELECT transaction_id, ceded_fraction, ceded_premium_100 FROM rex_reports.premium_bordereau")))
+    # booked at S = 400,000: min(300,000, 300,000) / 400,000 = 0.75; at S = 1,000,000: 300,000 / 1,000,000
+    assert rows == {"S-1": (D("0.75"), D("750")), "S-2": (D("0.3"), D("60"))}
+    again = run_premium_bordereau(uri, None, contracts_dir=str(tmp_path / "contracts"), as_of=date(2026, 5, 2))
+    assert not [p for p in again.publications if p["period"] == "2026-04" and p["kind"] == "adjustments"]
+    assert not any(p["kind"] == "restatement" for p in again.publications)

@@ -47,12 +47,15 @@ from apache_beam.metrics import Metrics
 from transforms import duck
 from transforms.cession import ceded_fraction, money
 from transforms.ledger_schema import MONEY_TYPE, table as ledger_table
-from transforms.ledger_snapshot import ReadLedgerTable
+from transforms.ledger_snapshot import ReadLedgerChangelog, ReadLedgerTable
 from transforms.premium_bordereau import policy_risks
+from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of
 from transforms.quarantine import QUARANTINE_TAG_REPORT, empty_quarantine, quarantine_rows, row_json
 from transforms.report_catalog import CLAIMS_BORDEREAU, PUBLICATION_COLUMNS, SETTLEMENT_COLUMNS
 
 COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
+_NO_SUM_INSURED = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
+                             ("SumInsured", pa.decimal128(38, 9))]).empty_table()
 REPORT = "claims_bordereau"
 FREQUENCIES = ("monthly", "quarterly")
 DEFAULT_BUCKETS = 32
@@ -122,7 +125,9 @@ def periods_table(periods) -> pa.Table:
 # -- SQL --------------------------------------------------------------------------------------
 
 _LAST = "(t.BookedDate, t.TransactionId)"  # a claim's transactions in booking order
-_FRACTION = ceded_fraction("t.TreatyType", "t.CessionRate", "r.SumInsured", "t.Retention", "t.Lines")
+# the policy's sum insured when the claim was first booked (transforms/sum_insured.py), else today's
+_FRACTION = ceded_fraction("t.TreatyType", "t.CessionRate", "coalesce(si.SumInsured, r.SumInsured)",
+                           "t.Retention", "t.Lines")
 
 
 def _ceded(amount: str) -> str:
@@ -171,6 +176,7 @@ WITH txns AS (
   FROM reported rp
   JOIN claims c ON c.ClaimId = rp.ClaimId
   JOIN risks r ON r.PolicyId = c.PolicyId
+  LEFT JOIN sum_insured_then si ON si.PolicyId = c.PolicyId AND si.event_id = c.ClaimId
   JOIN treaties t ON t.TreatyId = r.TreatyId AND t.TreatyType IN ('QUOTA_SHARE', 'SURPLUS', 'XOL_PER_RISK')
 ), ceded AS (
   -- 100% of the treaty; outstanding and paid-in-period are differences, so they tie out exactly
@@ -251,14 +257,21 @@ ORDER BY ct.ClaimId, ct.TransactionId
 # -- pure functions -----------------------------------------------------------------------------
 
 def claims_bordereau_rows(claims: pa.Table, claim_txns: pa.Table, policies: pa.Table, risks: pa.Table,
-                          treaties: pa.Table, participations: pa.Table, periods, con=None) -> pa.Table:
+                          treaties: pa.Table, participations: pa.Table, periods, con=None,
+                          location_versions: pa.Table | None = None) -> pa.Table:
     """The claims bordereau rows (all reinsurers, every period of `periods`) of a set of claims
     and ALL their transactions; `risks` is `premium_bordereau.policy_risks(policies, locations)`.
     `policies` is not needed for the rows (risks carries them); it keeps the signature in step
     with `claims_bordereau_quarantine`."""
     del policies
+    si = _NO_SUM_INSURED
+    if location_versions is not None and COMMIT_COLUMN in claim_txns.column_names and claims.num_rows:
+        first = _query("SELECT c.PolicyId, c.ClaimId AS event_id, min(t.\"%s\") AS ts FROM claims c "
+                       "JOIN claim_txns t ON t.ClaimId = c.ClaimId GROUP BY ALL" % COMMIT_COLUMN,
+                       {"claims": claims, "claim_txns": claim_txns}, con)
+        si = sum_insured_as_of(first, location_versions, con)
     tables = {"claims": claims, "claim_txns": claim_txns, "risks": risks, "treaties": treaties,
-              "participations": participations, "periods": periods_table(periods)}
+              "participations": participations, "periods": periods_table(periods), "sum_insured_then": si}
     return _query(BORDEREAU_SQL, tables, con).cast(CLAIMS_BORDEREAU_SCHEMA)
 
 
@@ -355,11 +368,12 @@ class _ClaimsBordereauFn(beam.DoFn):
     def setup(self):
         self.con = duck.connect()
         self._risks_key = None
+        self._versions_key = None
 
     def teardown(self):
         self.con.close()
 
-    def process(self, element, policies, locations, treaties, participations):
+    def process(self, element, policies, locations, treaties, participations, location_versions):
         _bucket, grouped = element
         txns = list(grouped["txns"])
         if not txns:  # claims without transactions report nothing
@@ -371,8 +385,12 @@ class _ClaimsBordereauFn(beam.DoFn):
             self._risks = policy_risks(self._policies, _one(locations, "Locations"))
             self._risks_key = key
         treaties, participations = _one(treaties, "Treaties"), _one(participations, "Participations")
+        if id(location_versions) != self._versions_key:
+            parts = list(location_versions)
+            self._versions = pa.concat_tables(parts) if parts else None
+            self._versions_key = id(location_versions)
         rows = claims_bordereau_rows(claims, txns, self._policies, self._risks, treaties, participations,
-                                     self.periods, self.con)
+                                     self.periods, self.con, self._versions)
         self.rows.inc(rows.num_rows)
         if rows.num_rows:
             yield rows
@@ -400,7 +418,9 @@ class BuildClaimsBordereau(beam.PTransform):
         txns = (read("ClaimTransactions", extra_columns=(COMMIT_COLUMN,))
                 | "KeyClaimTransactionsByBucket" >> beam.ParDo(_KeyByClaimBucketFn(self.buckets)))
         grouped = {"claims": claims, "txns": txns} | "GroupClaimsWithTransactions" >> beam.CoGroupByKey()
+        versions = pbegin | "ReadLocationVersions" >> ReadLedgerChangelog(
+            self.warehouse_uri, "Locations", VERSIONS_COLUMNS)
         return grouped | "CedeClaims" >> beam.ParDo(
             _ClaimsBordereauFn(self.periods), side["Policies"], side["Locations"], side["Treaties"],
-            side["Participations"],
+            side["Participations"], beam.pvalue.AsList(versions),
         ).with_outputs(QUARANTINE_TAG_REPORT, main="rows")

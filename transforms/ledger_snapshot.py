@@ -55,3 +55,28 @@ def concat_batches(batches) -> pa.Table:
     """Side-input helper: the batches of a small table as one table."""
     batches = [b for b in batches]
     return pa.concat_tables(batches) if batches else None
+
+
+class _ReadChangelogFn(beam.DoFn):
+    def __init__(self, warehouse_uri: str, columns: tuple[str, ...]):
+        self.warehouse_uri, self.columns = warehouse_uri, columns
+
+    def process(self, table: str):
+        cols = ", ".join(qi(c) for c in self.columns)
+        with open_warehouse(self.warehouse_uri) as wh:
+            yield wh.query(f"SELECT {cols} FROM {LEDGER_DATASET}.{qi(table + '_changelog')}")
+
+
+class ReadLedgerChangelog(beam.PTransform):
+    """Some columns of a ledger table's changelog (every version of every row), as one table."""
+
+    def __init__(self, warehouse_uri: str, table: str, columns):
+        super().__init__()
+        self.warehouse_uri, self.table, self.columns = warehouse_uri, table, tuple(columns)
+
+    def expand(self, pbegin):
+        return (
+            pbegin
+            | "Table" >> beam.Create([self.table])
+            | "Read" >> beam.ParDo(_ReadChangelogFn(self.warehouse_uri, self.columns))
+        )

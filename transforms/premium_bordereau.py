@@ -12,10 +12,13 @@ from apache_beam.metrics import Metrics
 
 from transforms import duck
 from transforms.cession import ceded_fraction, money
-from transforms.ledger_snapshot import ReadLedgerTable
+from transforms.ledger_snapshot import ReadLedgerChangelog, ReadLedgerTable
+from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of
 from transforms.quarantine import QUARANTINE_TAG_REPORT, quarantine_rows, row_json
 
 COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
+_NO_SUM_INSURED = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
+                             ("SumInsured", pa.decimal128(38, 9))]).empty_table()
 
 PROPORTIONAL = ("QUOTA_SHARE", "SURPLUS")
 
@@ -28,15 +31,18 @@ FROM policies p LEFT JOIN locations l ON l.PolicyId = p.PolicyId
 GROUP BY ALL
 """
 
-_FRACTION = ceded_fraction("t.TreatyType", "t.CessionRate", "r.SumInsured", "t.Retention", "t.Lines")
+# the policy's sum insured when the transaction was booked (transforms/sum_insured.py), else today's
+_SUM_INSURED = "coalesce(si.SumInsured, r.SumInsured)"
+_FRACTION = ceded_fraction("t.TreatyType", "t.CessionRate", _SUM_INSURED, "t.Retention", "t.Lines")
 
 BORDEREAU_SQL = f"""
 WITH ceded AS (
-  SELECT pt.*, r.PolicyNumber, r.InsuredName, r.CountryCode, r.LineOfBusiness, r.SumInsured,
+  SELECT pt.*, r.PolicyNumber, r.InsuredName, r.CountryCode, r.LineOfBusiness, {_SUM_INSURED} AS SumInsured,
          t.TreatyId AS TTreatyId, t.Umr, t.TreatyType, t.CommissionRate,
          {_FRACTION} AS CededFraction
   FROM premiums pt
   JOIN risks r ON r.PolicyId = pt.PolicyId
+  LEFT JOIN sum_insured_then si ON si.PolicyId = pt.PolicyId AND si.event_id = pt.TransactionId
   JOIN treaties t ON t.TreatyId = r.TreatyId AND t.TreatyType IN ('QUOTA_SHARE', 'SURPLUS')
 ), ceded100 AS (
   SELECT *, {money("GrossPremium * CededFraction")} AS CededPremium100,
@@ -120,9 +126,16 @@ def policy_risks(policies: pa.Table, locations: pa.Table) -> pa.Table:
 
 
 def premium_bordereau_rows(premiums: pa.Table, risks: pa.Table, treaties: pa.Table,
-                           participations: pa.Table, con=None) -> pa.Table:
-    """The bordereau rows (all reinsurers) of one batch of premium transactions."""
-    return _query(BORDEREAU_SQL, premiums, risks, treaties, participations, con)
+                           participations: pa.Table, con=None, location_versions: pa.Table | None = None) -> pa.Table:
+    """The bordereau rows (all reinsurers) of one batch of premium transactions. With the
+    Locations changelog (`location_versions`), surplus cession uses each transaction's sum
+    insured as booked; without it, the policy's current one."""
+    si = None
+    if location_versions is not None and COMMIT_COLUMN in premiums.column_names:
+        events = pa.table({"PolicyId": premiums["PolicyId"], "event_id": premiums["TransactionId"],
+                           "ts": premiums[COMMIT_COLUMN]})
+        si = sum_insured_as_of(events, location_versions, con)
+    return _query(BORDEREAU_SQL, premiums, risks, treaties, participations, con, si)
 
 
 def unknown_treaty_quarantine(premiums: pa.Table, risks: pa.Table, treaties: pa.Table,
@@ -142,18 +155,21 @@ def unknown_treaty_quarantine(premiums: pa.Table, risks: pa.Table, treaties: pa.
     return quarantine_rows(rows)
 
 
-def _query(sql, premiums, risks, treaties, participations, con=None) -> pa.Table:
+def _query(sql, premiums, risks, treaties, participations, con=None, sum_insured_then=None) -> pa.Table:
     own = con is None
     con = con or duck.connect()
     if COMMIT_COLUMN not in premiums.column_names:  # tables built by hand (tests) carry no commit time
         premiums = premiums.append_column(COMMIT_COLUMN, pa.nulls(premiums.num_rows, pa.timestamp("us", tz="UTC")))
-    for name, table in (("premiums", premiums), ("risks", risks), ("treaties", treaties),
-                        ("participations", participations)):
+    if sum_insured_then is None:
+        sum_insured_then = _NO_SUM_INSURED
+    tables = (("premiums", premiums), ("risks", risks), ("treaties", treaties), ("participations", participations),
+              ("sum_insured_then", sum_insured_then))
+    for name, table in tables:
         con.register(name, table)
     try:
         return con.sql(sql).to_arrow_table()
     finally:
-        for name in ("premiums", "risks", "treaties", "participations"):
+        for name, _t in tables:
             con.unregister(name)
         if own:
             con.close()
@@ -172,17 +188,21 @@ class _BordereauFn(beam.DoFn):
     def setup(self):
         self.con = duck.connect()
         self._risks_key = None
+        self._versions_key = None
 
     def teardown(self):
         self.con.close()
 
-    def process(self, premiums, policies, locations, treaties, participations):
+    def process(self, premiums, policies, locations, treaties, participations, location_versions):
         key = (id(policies), id(locations))
         if key != self._risks_key:  # side inputs are the same objects for the whole run
             self._risks = policy_risks(_one(policies), _one(locations))
             self._risks_key = key
         treaties, participations = _one(treaties), _one(participations)
-        rows = premium_bordereau_rows(premiums, self._risks, treaties, participations, self.con)
+        if id(location_versions) != self._versions_key:
+            self._versions = _one(location_versions)
+            self._versions_key = id(location_versions)
+        rows = premium_bordereau_rows(premiums, self._risks, treaties, participations, self.con, self._versions)
         self.rows.inc(rows.num_rows)
         if rows.num_rows:
             yield rows
@@ -205,8 +225,11 @@ class BuildPremiumBordereau(beam.PTransform):
             return pbegin | f"Read{name}" >> ReadLedgerTable(self.warehouse_uri, name)
 
         side = {n: beam.pvalue.AsList(read(n)) for n in ("Policies", "Locations", "Treaties", "Participations")}
+        versions = pbegin | "ReadLocationVersions" >> ReadLedgerChangelog(
+            self.warehouse_uri, "Locations", VERSIONS_COLUMNS)
         premiums = pbegin | "ReadPremiumTransactions" >> ReadLedgerTable(
             self.warehouse_uri, "PremiumTransactions", extra_columns=(COMMIT_COLUMN,))
         return premiums | "CedePremiums" >> beam.ParDo(
-            _BordereauFn(), side["Policies"], side["Locations"], side["Treaties"], side["Participations"]
+            _BordereauFn(), side["Policies"], side["Locations"], side["Treaties"], side["Participations"],
+            beam.pvalue.AsList(versions),
         ).with_outputs(QUARANTINE_TAG_REPORT, main="rows")
