@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from contracts.model import PARTNERS_DIR
-from pipelines.report_run import ReportPlan, ReportSummary, default_validation_dir, run_report  # noqa: F401
+from pipelines.report_run import ReportPlan, ReportSummary, run_report
 from transforms.ledger_schema import table as ledger_table
 from transforms.premium_bordereau import (
     SORT_KEYS,
@@ -150,9 +150,10 @@ def premium_problems(r: dict) -> list[str]:
                         f"{r['ledger_gross'] - r['bordereau_gross'] - r['ledger_quarantined']})")
     if not cedable and r["bordereau_gross"] != 0:
         problems.append(f"bordereau holds {r['bordereau_gross']} of a treaty that cedes no premium")
-    if r["transactions_cedable"] != r["transactions_published"]:
+    held = r["transactions_quarantined"] if cedable else 0
+    if r["transactions_cedable"] != r["transactions_published"] + held:
         problems.append(f"{r['transactions_published']} of {r['transactions_cedable']} cedable transactions "
-                        "in the bordereau")
+                        f"in the bordereau ({held} quarantined)")
     accounted = r["published"] + r["quarantined"] + r["withheld"] + r["not_due"]
     if r["placed"] != accounted or r["unaccounted"]:
         problems.append(f"shares {r['placed']} != published + quarantined + withheld + not due {accounted}"

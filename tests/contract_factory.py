@@ -55,3 +55,16 @@ def write_contract(directory, doc: dict) -> str:
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump(_plain(doc), f, sort_keys=False, allow_unicode=True)
     return path
+
+
+def set_terms(doc: dict, **terms) -> dict:
+    """Set a contract's custom terms in place (e.g. rounding="half_up", fxRateDate="booked_date")
+    and return the document; terms it does not declare are added."""
+    for prop, value in terms.items():
+        for p in doc["customProperties"]:
+            if p["property"] == prop:
+                p["value"] = value
+                break
+        else:
+            doc["customProperties"].append({"property": prop, "value": value})
+    return doc

@@ -48,7 +48,7 @@ from transforms import duck
 from transforms.cession import ceded_fraction, money
 from transforms.ledger_schema import MONEY_TYPE, table as ledger_table
 from transforms.ledger_snapshot import ReadLedgerChangelog, ReadLedgerTable
-from transforms.premium_bordereau import policy_risks
+from transforms.premium_bordereau import ATTACHES, ATTACHMENT_RULE, policy_risks
 from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of
 from transforms.quarantine import QUARANTINE_TAG_REPORT, empty_quarantine, quarantine_rows, row_json
 from transforms.report_catalog import CLAIMS_BORDEREAU, PUBLICATION_COLUMNS, SETTLEMENT_COLUMNS
@@ -178,6 +178,7 @@ WITH txns AS (
   JOIN risks r ON r.PolicyId = c.PolicyId
   LEFT JOIN sum_insured_then si ON si.PolicyId = c.PolicyId AND si.event_id = c.ClaimId
   JOIN treaties t ON t.TreatyId = r.TreatyId AND t.TreatyType IN ('QUOTA_SHARE', 'SURPLUS', 'XOL_PER_RISK')
+       AND {ATTACHES}
 ), ceded AS (
   -- 100% of the treaty; outstanding and paid-in-period are differences, so they tie out exactly
   SELECT *, {_ceded("Incurred")} AS CededIncurred, {_ceded("PaidToDate")} AS CededPaidToDate,
@@ -241,15 +242,17 @@ ORDER BY frequency, period, claim_id, treaty_id, reinsurer_id
 # Ledger integrity: a claim whose policy is missing, or names a treaty the ledger lacks, cannot be
 # ceded or retained with confidence; each of its transactions is quarantined instead.
 QUARANTINE_SQL = f"""
-SELECT ct.*, c.PolicyId, p.TreatyId AS PolicyTreatyId,
+SELECT ct.*, c.PolicyId, r.TreatyId AS PolicyTreatyId,
        CASE WHEN c.ClaimId IS NULL THEN '{CLAIM_EXISTS_RULE}'
-            WHEN p.PolicyId IS NULL THEN '{POLICY_EXISTS_RULE}'
-            ELSE '{TREATY_EXISTS_RULE}' END AS QuarantineRule
+            WHEN r.PolicyId IS NULL THEN '{POLICY_EXISTS_RULE}'
+            WHEN t.TreatyId IS NULL THEN '{TREATY_EXISTS_RULE}'
+            ELSE '{ATTACHMENT_RULE}' END AS QuarantineRule
 FROM claim_txns ct
 LEFT JOIN claims c ON c.ClaimId = ct.ClaimId
-LEFT JOIN policies p ON p.PolicyId = c.PolicyId
-LEFT JOIN treaties t ON t.TreatyId = p.TreatyId
-WHERE c.ClaimId IS NULL OR p.PolicyId IS NULL OR (p.TreatyId IS NOT NULL AND t.TreatyId IS NULL)
+LEFT JOIN policies r ON r.PolicyId = c.PolicyId
+LEFT JOIN treaties t ON t.TreatyId = r.TreatyId
+WHERE c.ClaimId IS NULL OR r.PolicyId IS NULL
+   OR (r.TreatyId IS NOT NULL AND (t.TreatyId IS NULL OR NOT ({ATTACHES})))
 ORDER BY ct.ClaimId, ct.TransactionId
 """
 
@@ -293,6 +296,10 @@ def claims_bordereau_quarantine(claims: pa.Table, claim_txns: pa.Table, policies
         if rule == TREATY_EXISTS_RULE:
             reason = (f"claim {r['ClaimId']}: policy {r['PolicyId']} names treaty {r['PolicyTreatyId']}, "
                       "which is not in the ledger")
+            offending = r["PolicyTreatyId"]
+        elif rule == ATTACHMENT_RULE:
+            reason = (f"claim {r['ClaimId']}: policy {r['PolicyId']} cannot attach to treaty {r['PolicyTreatyId']} "
+                      "(line of business, currency or inception outside the treaty)")
             offending = r["PolicyTreatyId"]
         elif rule == POLICY_EXISTS_RULE:
             reason = f"claim {r['ClaimId']} names policy {r['PolicyId']}, which is not in the ledger"

@@ -17,6 +17,12 @@ from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of
 from transforms.quarantine import QUARANTINE_TAG_REPORT, quarantine_rows, row_json
 
 COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
+UNKNOWN_TREATY_RULE = "ledger.policies.treaty_exists"
+ATTACHMENT_RULE = "ledger.policies.treaty_attachment"
+# A risk attaches to a treaty of its line of business and currency whose period holds its
+# inception ("risks attaching"). The ledger has no treaty territories, so country is not checked.
+ATTACHES = ("r.LineOfBusiness = t.LineOfBusiness AND r.Currency = t.Currency "
+            "AND r.InceptionDate >= t.InceptionDate AND r.InceptionDate < t.ExpiryDate")
 _NO_SUM_INSURED = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
                              ("SumInsured", pa.decimal128(38, 9))]).empty_table()
 
@@ -25,6 +31,7 @@ PROPORTIONAL = ("QUOTA_SHARE", "SURPLUS")
 # Sum insured per policy: the in-force TIV of its locations (building + contents + BI).
 POLICY_RISKS_SQL = """
 SELECT p.PolicyId, p.PolicyNumber, p.InsuredName, p.CountryCode, p.LineOfBusiness, p.TreatyId,
+       p.Currency, p.InceptionDate,
        CAST(coalesce(sum(coalesce(l.BuildingTiv, 0) + coalesce(l.ContentsTiv, 0)
                          + coalesce(l.BiTiv, 0)), 0) AS DECIMAL(38,9)) AS SumInsured
 FROM policies p LEFT JOIN locations l ON l.PolicyId = p.PolicyId
@@ -43,7 +50,7 @@ WITH ceded AS (
   FROM premiums pt
   JOIN risks r ON r.PolicyId = pt.PolicyId
   LEFT JOIN sum_insured_then si ON si.PolicyId = pt.PolicyId AND si.event_id = pt.TransactionId
-  JOIN treaties t ON t.TreatyId = r.TreatyId AND t.TreatyType IN ('QUOTA_SHARE', 'SURPLUS')
+  JOIN treaties t ON t.TreatyId = r.TreatyId AND t.TreatyType IN ('QUOTA_SHARE', 'SURPLUS') AND {ATTACHES}
 ), ceded100 AS (
   SELECT *, {money("GrossPremium * CededFraction")} AS CededPremium100,
             {money("coalesce(TaxAmount, 0) * CededFraction")} AS CededTax100
@@ -98,14 +105,19 @@ SELECT
 FROM shares
 """
 
-# Ledger integrity: a policy naming a treaty the ledger does not hold cannot be ceded or
-# retained with confidence; its premiums are quarantined (and counted as such in the totals).
-UNKNOWN_TREATY_SQL = """
-SELECT pt.*, r.TreatyId AS PolicyTreatyId
+# Ledger integrity: a policy naming a treaty the ledger does not hold, or one it cannot attach
+# to, cannot be ceded or retained with confidence; its premiums are quarantined (and counted as
+# such in the totals).
+UNKNOWN_TREATY_SQL = f"""
+SELECT pt.*, r.TreatyId AS PolicyTreatyId,
+       CASE WHEN t.TreatyId IS NULL THEN '{UNKNOWN_TREATY_RULE}' ELSE '{ATTACHMENT_RULE}' END AS HeldRule,
+       t.LineOfBusiness AS TreatyLineOfBusiness, t.Currency AS TreatyCurrency,
+       t.InceptionDate AS TreatyInception, t.ExpiryDate AS TreatyExpiry,
+       r.LineOfBusiness AS PolicyLineOfBusiness, r.Currency AS PolicyCurrency, r.InceptionDate AS PolicyInception
 FROM premiums pt JOIN risks r ON r.PolicyId = pt.PolicyId
-WHERE r.TreatyId IS NOT NULL AND r.TreatyId NOT IN (SELECT TreatyId FROM treaties)
+LEFT JOIN treaties t ON t.TreatyId = r.TreatyId
+WHERE r.TreatyId IS NOT NULL AND (t.TreatyId IS NULL OR NOT ({ATTACHES}))
 """
-UNKNOWN_TREATY_RULE = "ledger.policies.treaty_exists"
 
 MONEY_COLUMNS = (
     "sum_insured", "gross_premium_100", "tax_100", "ceded_premium_100", "share_premium",
@@ -144,13 +156,21 @@ def unknown_treaty_quarantine(premiums: pa.Table, risks: pa.Table, treaties: pa.
     bad = _query(UNKNOWN_TREATY_SQL, premiums, risks, treaties, participations, con)
     rows = []
     for r in bad.to_pylist():
+        rule = r.pop("HeldRule")
+        facts = {k: r.pop(k) for k in ("TreatyLineOfBusiness", "TreatyCurrency", "TreatyInception", "TreatyExpiry",
+                                       "PolicyLineOfBusiness", "PolicyCurrency", "PolicyInception")}
         raw = row_json({k: v for k, v in r.items() if k != COMMIT_COLUMN})
+        if rule == UNKNOWN_TREATY_RULE:
+            reason = f"policy {r['PolicyId']} names treaty {r['PolicyTreatyId']}, which is not in the ledger"
+        else:
+            reason = (f"policy {r['PolicyId']} ({facts['PolicyLineOfBusiness']}, {facts['PolicyCurrency']}, incepting "
+                      f"{facts['PolicyInception']}) cannot attach to treaty {r['PolicyTreatyId']} "
+                      f"({facts['TreatyLineOfBusiness']}, {facts['TreatyCurrency']}, "
+                      f"{facts['TreatyInception']}..{facts['TreatyExpiry']})")
         rows.append({
             "stage": "report", "report": "premium_bordereau", "table_name": "PremiumTransactions",
-            "rule": UNKNOWN_TREATY_RULE,
-            "reason": f"policy {r['PolicyId']} names treaty {r['PolicyTreatyId']}, which is not in the ledger",
-            "offending_value": r["PolicyTreatyId"], "raw_record": raw, "commit_timestamp": r.get(COMMIT_COLUMN),
-            "source": "ledger mirror",
+            "rule": rule, "reason": reason, "offending_value": r["PolicyTreatyId"], "raw_record": raw,
+            "commit_timestamp": r.get(COMMIT_COLUMN), "source": "ledger mirror",
         })
     return quarantine_rows(rows)
 
