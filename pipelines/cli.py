@@ -214,7 +214,7 @@ def report(ctx, warehouse, kind, partners, period, as_of, formats, out, contract
 @click.option("--days", type=click.IntRange(1), default=90, show_default=True)
 @click.option("--files-only", is_flag=True, help="Skip the Spanner emulator even when it is installed.")
 def demo(out, seed, policies, days, files_only):
-    """Seed a book, capture it and publish premium bordereaux, all on this machine.
+    """Seed a book, capture it and publish every partner's reports, all on this machine.
 
     Uses the Cloud Spanner emulator (started on a free loopback port, stopped afterwards) when
     it is installed, otherwise change-record files; says which.

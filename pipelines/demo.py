@@ -1,4 +1,4 @@
-"""`rex demo`: the whole first path on this machine, from a seeded ledger to bordereaux.
+"""`rex demo`: the whole path on this machine, from a seeded ledger to every partner report.
 
 With the Cloud Spanner emulator installed, the book is written into it as real transactions
 and read back through the real change stream; otherwise it goes through change-record files.
@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import date, timedelta
 
 from pipelines.capture import run_capture
 from pipelines.console import console, print_capture_summary, print_report_summary, print_seed_stats, status
+from pipelines.claims_report import run_claims_bordereau
+from pipelines.exposure_report import run_snapshot_reports
 from pipelines.premium_report import run_premium_bordereau
 from pipelines.seeding import seed_files, seed_spanner
 from transforms.errors import RexError
@@ -58,12 +61,22 @@ def run_demo(out: str, seed: int, policies: int, days: int, files_only: bool = F
         if not os.environ.get(env):
             os.environ[env] = key
             console.print(f"[bold]Masking:[/] {env} unset, using the demo's fixed key (never in production)")
+    as_of = date(2026, 1, 1) + timedelta(days=days - 1)  # the book's last business day
+    summaries = []
     with status("Building premium bordereaux…"):
-        report = run_premium_bordereau(warehouse, exports)
-    print_report_summary(report)
-    console.print(f"Warehouse: {warehouse}\nExports:   {exports}/<partner>/premium_bordereau/<period>/")
-    if report.message:
-        raise RexError(report.message)
+        summaries.append(run_premium_bordereau(warehouse, exports, as_of=as_of))
+    with status("Building claims bordereaux…"):
+        summaries.append(run_claims_bordereau(warehouse, exports, as_of=as_of))
+    for kind in ("exposure", "oed"):
+        with status(f"Building {kind} reports…"):
+            summaries += run_snapshot_reports(kind, warehouse, exports, as_of=as_of)
+    for report in summaries:
+        print_report_summary(report)
+    console.print(f"As of:     {as_of} (the book's last day)\nWarehouse: {warehouse}\n"
+                  f"Exports:   {exports}/<partner>/<report>/<period or as-of date>/v<N>/")
+    failed = [r for r in summaries if r.message]
+    if failed:
+        raise RexError(failed[0].message)
 
 
 def _reset(out: str) -> None:
