@@ -37,7 +37,7 @@ from transforms.partner_reports import (
     with_contract_periods,
     write_partner_exports,
 )
-from transforms.publications import PeriodPlan, plan_publications, with_entry_columns
+from transforms.publications import PeriodPlan, has_ended, plan_publications, with_entry_columns
 from transforms.quarantine import QUARANTINE_SCHEMA
 from transforms.warehouse import open_warehouse
 
@@ -174,9 +174,8 @@ def publish_report(warehouse_uri: str, layout: ReportLayout, contracts: dict[str
             outcome.notes.append(f"rex does not produce {', '.join(missing)} yet")
         plans, pending = plan_publications(masked, latest_by_partner.get(partner, {}), contract, report,
                                            ["reinsurer_id", *layout.key_columns], as_of, options.period)
-        pending_keys = _key_set(pending, layout)
-        due = rows if not pending_keys else rows.filter(pc.invert(_key_mask(rows, layout, pending_keys)))
-        not_due = rows.filter(_key_mask(rows, layout, pending_keys)) if pending_keys else rows.slice(0, 0)
+        del pending  # its rows are those of the periods not ended yet:
+        due, not_due = _due(rows, as_of)
         if not_due.num_rows:
             dispositions.append(_keys(not_due, layout, "pending", f"period not ended on {as_of}"))
         outcome.periods = [pl.period for pl in plans]
@@ -261,16 +260,15 @@ def _with_formats(contract: Contract, formats: tuple[str, ...]) -> Contract:
     return replace(contract, export_formats=tuple(formats))
 
 
-def _key_set(rows: pa.Table, layout: ReportLayout) -> set:
-    if rows.num_rows == 0:
-        return set()
-    cols = [rows[k].to_pylist() for k in ("reinsurer_id", *layout.key_columns)]
-    return set(zip(*cols))
-
-
-def _key_mask(rows: pa.Table, layout: ReportLayout, keys: set) -> pa.Array:
-    cols = [rows[k].to_pylist() for k in ("reinsurer_id", *layout.key_columns)]
-    return pa.array([k in keys for k in zip(*cols)], pa.bool_())
+def _due(rows: pa.Table, as_of: date) -> tuple[pa.Table, pa.Table]:
+    """(rows of periods that have ended on `as_of`, rows of periods still running)."""
+    if rows.num_rows == 0 or "period" not in rows.column_names:
+        return rows, rows.slice(0, 0)
+    running = [p for p in pc.unique(rows["period"]).to_pylist() if p is not None and not has_ended(p, as_of)]
+    if not running:
+        return rows, rows.slice(0, 0)
+    mask = pc.is_in(rows["period"], value_set=pa.array(running, pa.string()))
+    return rows.filter(pc.invert(mask)), rows.filter(mask)
 
 
 def _validation_row(run_id: str, gate, contract_version: str, html: str | None) -> dict:
