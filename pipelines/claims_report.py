@@ -121,8 +121,9 @@ def claims_control_totals(wh, requested: set[str] | None = None) -> list[dict]:
                             f"+ not due {accounted}")
         if r["withheld"] != 0:
             problems.append(f"{r['withheld']} of the partners' incurred shares withheld")
-        if r["placed_incurred"] > r["ceded_incurred"] and r["ceded_incurred"] >= 0:
-            problems.append(f"shares exceed the ceded incurred by {r['placed_incurred'] - r['ceded_incurred']}")
+        ceded, placed = r["ceded_incurred"], r["placed_incurred"]
+        if abs(placed) > abs(ceded) or placed * ceded < 0:
+            problems.append(f"incurred shares {placed} exceed the ceded incurred {ceded}")
         r["retained_paid"] = r["bordereau_paid"] - r["ceded_paid"]
         r["unplaced_incurred"] = r["ceded_incurred"] - r["placed_incurred"]
         r["why"] = "; ".join(problems) or None

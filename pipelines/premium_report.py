@@ -160,6 +160,7 @@ def premium_problems(r: dict) -> list[str]:
                         + (f"; {r['unaccounted']} rows unaccounted" if r["unaccounted"] else ""))
     if r["withheld"] != 0:
         problems.append(f"{r['withheld']} of the partners' shares withheld (no contract, not covered, or gate failed)")
-    if r["unplaced"] < 0:
-        problems.append(f"shares exceed the ceded premium by {-r['unplaced']}")
+    ceded, placed = r["ceded_100"], r["placed"]
+    if abs(placed) > abs(ceded) or placed * ceded < 0:  # a month of return premium nets negative
+        problems.append(f"shares {placed} exceed the ceded premium {ceded}")
     return problems

@@ -64,3 +64,28 @@ def policy(pid: str, status: str = "ACTIVE", treaty: str | None = "QS1", currenc
     }
     row.update(kw)
     return row
+
+
+def build_once(tmp_path_factory, name: str, build) -> "os.PathLike":
+    """A folder built once per test session, even with pytest-xdist: the first worker to get
+    here runs `build(folder)` under a file lock, the others wait and reuse what it built (so a
+    slow module fixture, e.g. a capture and a report run, is not repeated on every worker).
+    Whatever uses the folder must treat it as read-only (DuckDB files: read_only=True)."""
+    import fcntl
+    import shutil
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by the workers of this session
+    folder = root / name
+    with open(str(root / f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not (folder / ".built").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                build(folder)
+                (folder / ".built").write_text("ok")
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return folder

@@ -21,10 +21,11 @@ import json
 from datetime import date
 from decimal import Decimal as D
 
+import duckdb
 import pyarrow as pa
 import pytest
 
-from change_factory import policy, record, ts_ns, write_jsonl
+from change_factory import build_once, policy, record, ts_ns, write_jsonl
 from contract_factory import contract_doc, set_terms, write_contract
 from contracts.model import load_contract
 from pipelines.capture import run_capture
@@ -32,7 +33,6 @@ from pipelines.premium_report import run_premium_bordereau
 from transforms.fx import settle
 from transforms.ledger_schema import table as ledger_table
 from transforms.report_exports import round_money
-from transforms.warehouse import open_warehouse
 
 MONEY = pa.decimal128(38, 9)
 RULE = "premium_bordereau.fx_rate.available"
@@ -218,11 +218,18 @@ def _location(pid, currency_tiv):
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
+    """The book below, captured and published once per session: its folder."""
+    d = build_once(tmp_path_factory, "fx-book", _publish_fx_book)
+    with open(d / "summary.json") as f:
+        summary = json.load(f)
+    return d, d / "wh.duckdb", summary
+
+
+def _publish_fx_book(d):
     """QSJ: JPY quota share 50%, alpine 40% / boreal 40% / meridian 20% (fully placed);
     QSE: EUR quota share 50%, alpine 100%. All three partners settle in EUR, monthly:
     alpine at the booked date rounding half up, boreal at the booked date half even,
     meridian at the period end (half even)."""
-    d = tmp_path_factory.mktemp("fx-book")
     fx_rows = [{"Currency": c, "RateDate": day, "UsdPerUnit": D(r)} for c, day, r in RATES]
     write_jsonl(str(d / "changes" / "book.jsonl"), [
         record("Reinsurers", "INSERT", [{"ReinsurerId": r, "Name": r, "CountryCode": "CH"}
@@ -259,7 +266,13 @@ def published(tmp_path_factory):
     uri = "duckdb:///" + str(d / "wh.duckdb")
     run_capture(str(d / "changes"), uri)
     summary = run_premium_bordereau(uri, str(d / "exports"), contracts_dir=str(contracts), as_of=date(2026, 3, 5))
-    return d, uri, summary
+    with open(d / "summary.json", "w") as f:
+        json.dump({"succeeded": summary.succeeded, "message": summary.message, "balanced": summary.balanced,
+                   "quarantined_per_partner": summary.quarantined_per_partner}, f)
+
+
+def _read(db):
+    return duckdb.connect(str(db), read_only=True)
 
 
 def _csv(d, partner, period):
@@ -274,8 +287,8 @@ def _cols(row):
 
 
 def test_booked_date_partner_half_up_by_hand(published):
-    d, _uri, summary = published
-    assert summary.succeeded, summary.message
+    d, _db, summary = published
+    assert summary["succeeded"], summary["message"]
     jan = _csv(d, "alpine-re", "2026-01")
     # J-1: 5,000,000 x 50% x 40% = 1,000,000 JPY -> 6,175.115207 EUR -> 6,175.12
     assert _cols(jan["J-1"]) == ("1000000", "0.006175115207", "2026-01-15", "EUR", "6175.12", "6175.12")
@@ -290,7 +303,7 @@ def test_booked_date_partner_half_up_by_hand(published):
 
 
 def test_booked_date_partner_half_even_by_hand(published):
-    d, _uri, _summary = published
+    d, _db, _summary = published
     jan = _csv(d, "boreal-re", "2026-01")
     assert set(jan) == {"J-1", "J-2", "J-4"}
     assert _cols(jan["J-1"])[4] == "6175.12"
@@ -300,7 +313,7 @@ def test_booked_date_partner_half_even_by_hand(published):
 
 
 def test_period_end_partner_by_hand_and_a_missing_rate_is_quarantined(published):
-    d, uri, summary = published
+    d, db, summary = published
     jan = _csv(d, "meridian-re", "2026-01")
     # all of January at the rate of 31 January, 0.00625: 500,000 -> 3,125; 7.5e9 -> 46,875,000
     assert _cols(jan["J-1"]) == ("500000", "0.006250000000", "2026-01-31", "EUR", "3125.00", "3125.00")
@@ -308,12 +321,12 @@ def test_period_end_partner_by_hand_and_a_missing_rate_is_quarantined(published)
     assert _cols(jan["J-4"])[4] == "-3125.00"
     # J-3 (February) needs the rate of 28 February, which the ledger lacks: held, never sent at 1.0
     assert not (d / "exports" / "meridian-re" / "premium_bordereau" / "2026-02").exists()
-    with open_warehouse(uri) as wh:
-        held = wh.rows("SELECT rule, reason, offending_value, raw_record FROM rex_ops.quarantine "
-                       "WHERE partner = 'meridian-re' AND report = 'premium_bordereau'")
-        sent = wh.rows("SELECT transaction_id FROM partner_meridian_re.premium_bordereau ORDER BY 1")
-        status = wh.rows("SELECT publication_status, publication_rule FROM rex_reports.premium_bordereau "
-                         "WHERE reinsurer_id = 'meridian-re' AND transaction_id = 'J-3'")
+    with _read(db) as con:
+        held = con.execute("SELECT rule, reason, offending_value, raw_record FROM rex_ops.quarantine "
+                           "WHERE partner = 'meridian-re' AND report = 'premium_bordereau'").fetchall()
+        sent = con.execute("SELECT transaction_id FROM partner_meridian_re.premium_bordereau ORDER BY 1").fetchall()
+        status = con.execute("SELECT publication_status, publication_rule FROM rex_reports.premium_bordereau "
+                             "WHERE reinsurer_id = 'meridian-re' AND transaction_id = 'J-3'").fetchall()
     assert len(held) == 1
     rule, reason, offending, raw = held[0]
     assert (rule, offending) == (RULE, "JPY@2026-02-28")
@@ -321,18 +334,19 @@ def test_period_end_partner_by_hand_and_a_missing_rate_is_quarantined(published)
     assert json.loads(raw)["transaction_id"] == "J-3"
     assert sent == [("J-1",), ("J-2",), ("J-4",)]
     assert status == [("quarantined", RULE)]
-    assert summary.quarantined_per_partner.get("meridian-re") == 1
-    assert summary.balanced  # the held share is accounted as quarantined
+    assert summary["quarantined_per_partner"].get("meridian-re") == 1
+    assert summary["balanced"]  # the held share is accounted as quarantined
 
 
 def test_partner_tables_keep_the_exact_settlement_amounts(published):
-    _d, uri, _summary = published
-    with open_warehouse(uri) as wh:
-        alpine = {r[0]: r[1:] for r in wh.rows(
+    _d, db, _summary = published
+    with _read(db) as con:
+        alpine = {r[0]: r[1:] for r in con.execute(
             "SELECT transaction_id, fx_rate, fx_rate_date, settlement_share_premium "
-            "FROM partner_alpine_re.premium_bordereau")}
-        boreal = {r[0]: r[1:] for r in wh.rows(
-            "SELECT transaction_id, fx_rate, settlement_share_premium FROM partner_boreal_re.premium_bordereau")}
+            "FROM partner_alpine_re.premium_bordereau").fetchall()}
+        boreal = {r[0]: r[1:] for r in con.execute(
+            "SELECT transaction_id, fx_rate, settlement_share_premium FROM partner_boreal_re.premium_bordereau"
+        ).fetchall()}
     assert alpine == {
         "J-1": (D("0.006175115207"), date(2026, 1, 15), D("6175.115207")),
         "J-2": (D("0.006175115207"), date(2026, 1, 20), D("92626728.105")),
