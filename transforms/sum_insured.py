@@ -11,31 +11,35 @@ ledger's, whatever the clock.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from transforms import duck
 
 VERSIONS_COLUMNS = ("PolicyId", "LocationId", "BuildingTiv", "ContentsTiv", "BiTiv",
                     "_metadata_spanner_commit_timestamp", "_metadata_spanner_mod_type")
 
-SUM_INSURED_AS_OF_SQL = """
+# The policy's sum insured after each commit that touched its locations: every version moves
+# S by its location's new TIV less the one before it (a DELETE's new TIV is 0); S after a
+# commit is the running sum over the policy's versions up to and including that commit.
+TIMELINE_SQL = """
 WITH versions AS (
   SELECT PolicyId, LocationId, _metadata_spanner_commit_timestamp AS ts,
-         _metadata_spanner_mod_type AS mod,
-         coalesce(BuildingTiv, 0) + coalesce(ContentsTiv, 0) + coalesce(BiTiv, 0) AS tiv
-  FROM location_versions
-), sites AS (
-  SELECT DISTINCT PolicyId, LocationId FROM versions
-), wanted AS (
-  SELECT e.PolicyId, e.event_id, e.ts, s.LocationId
-  FROM events e JOIN sites s ON s.PolicyId = e.PolicyId WHERE e.ts IS NOT NULL
-), known AS (
-  SELECT w.PolicyId, w.event_id, v.mod, v.tiv
-  FROM wanted w ASOF JOIN versions v
-    ON v.PolicyId = w.PolicyId AND v.LocationId = w.LocationId AND w.ts >= v.ts
+         CASE WHEN _metadata_spanner_mod_type = 'DELETE' THEN CAST(0 AS DECIMAL(38,9))
+              ELSE CAST(coalesce(BuildingTiv, 0) + coalesce(ContentsTiv, 0) + coalesce(BiTiv, 0) AS DECIMAL(38,9))
+         END AS tiv
+  FROM location_versions WHERE _metadata_spanner_commit_timestamp IS NOT NULL
+), moves AS (
+  SELECT PolicyId, ts,
+         tiv - coalesce(lag(tiv) OVER (PARTITION BY PolicyId, LocationId ORDER BY ts), 0) AS delta
+  FROM versions
 )
-SELECT PolicyId, event_id,
-       CAST(coalesce(sum(tiv) FILTER (WHERE mod <> 'DELETE'), 0) AS DECIMAL(38,9)) AS SumInsured
-FROM known GROUP BY ALL
+SELECT PolicyId, ts, CAST(sum(sum(delta)) OVER (PARTITION BY PolicyId ORDER BY ts) AS DECIMAL(38,9)) AS SumInsured
+FROM moves GROUP BY PolicyId, ts
+"""
+
+SUM_INSURED_AS_OF_SQL = """
+SELECT e.PolicyId, e.event_id, s.SumInsured
+FROM events e ASOF JOIN timeline s ON s.PolicyId = e.PolicyId AND e.ts >= s.ts
 """
 
 _EVENTS = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
@@ -51,11 +55,35 @@ def sum_insured_as_of(events: pa.Table, location_versions: pa.Table, con=None) -
     own = con is None
     con = con or duck.connect()
     try:
-        con.register("events", events.cast(_EVENTS))
-        con.register("location_versions", location_versions)
+        con.register("events", events.cast(_EVENTS).filter(pc.is_valid(events["ts"])))
+        con.register("timeline", sum_insured_timeline(location_versions, con))
         return con.sql(SUM_INSURED_AS_OF_SQL).to_arrow_table().cast(_OUT)
     finally:
         con.unregister("events")
+        con.unregister("timeline")
+        if own:
+            con.close()
+
+
+_timeline: tuple[pa.Table, pa.Table] | None = None  # (the changelog it was built from, the timeline)
+
+
+def sum_insured_timeline(location_versions: pa.Table, con=None) -> pa.Table:
+    """(PolicyId, ts, SumInsured) after every commit that changed a policy's locations. Built
+    once per changelog table: every batch of a run asks with the same side input (the cache
+    holds the table itself, so an identity match cannot be a recycled id)."""
+    global _timeline
+    cached = _timeline
+    if cached is not None and cached[0] is location_versions:
+        return cached[1]
+    own = con is None
+    con = con or duck.connect()
+    try:
+        con.register("location_versions", location_versions)
+        timeline = con.sql(TIMELINE_SQL).to_arrow_table()
+    finally:
         con.unregister("location_versions")
         if own:
             con.close()
+    _timeline = (location_versions, timeline)
+    return timeline
