@@ -14,6 +14,7 @@ rule `<report>.fx_rate.available` — never converted at a silent 1.0.
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from contracts.model import Contract
 from transforms import duck
@@ -60,22 +61,31 @@ def settle(rows: pa.Table, fx_rates: pa.Table, contract: Contract, kind: str, da
         quotient = f"(({num}) * {10 ** RATE_SCALE} + ({den}) // 2) // ({den})"
         rate = (f"CAST(CAST({quotient} AS DECIMAL(38,0)) * CAST(0.{'0' * (RATE_SCALE - 1)}1 AS DECIMAL(13,12)) "
                 f"AS DECIMAL(38,{RATE_SCALE}))")
-        con.execute(f"""
-            CREATE TEMP TABLE rated AS
-            SELECT r.*, '{settle_ccy}' AS settlement_currency, {rate_date} AS fx_rate_date,
-                   CASE WHEN r.original_currency = '{settle_ccy}' THEN CAST(1 AS DECIMAL(38,{RATE_SCALE}))
-                        WHEN o.UsdPerUnit > 0 AND s.UsdPerUnit > 0 THEN {rate} END AS fx_rate
-            FROM rows_in r
-            LEFT JOIN fx o ON o.Currency = r.original_currency AND o.RateDate = {rate_date}
-            LEFT JOIN fx s ON s.Currency = '{settle_ccy}' AND s.RateDate = {rate_date}
-        """)
         amounts = ", ".join(
-            f'CAST(CAST("{m}" AS DECIMAL(38,9)) * fx_rate AS DECIMAL(38,9)) AS "{s}"' for s, m in pairs)
-        ok = con.sql(f"SELECT * EXCLUDE (_row), {amounts} FROM rated WHERE fx_rate IS NOT NULL ORDER BY _row"
-                     ).to_arrow_table()
-        missing = con.sql("SELECT * EXCLUDE (_row) FROM rated WHERE fx_rate IS NULL ORDER BY _row").to_arrow_table()
+            f'CAST(CAST(r."{m}" AS DECIMAL(38,9)) * d.fx_rate AS DECIMAL(38,9)) AS "{s}"' for s, m in pairs)
+        # each rate once per (currency, date) in the batch, then one pass over the rows
+        settled = con.sql(f"""
+            WITH dated AS (SELECT *, {rate_date} AS _rate_date FROM rows_in),
+            rates AS (
+              SELECT c.original_currency, c._rate_date,
+                     CASE WHEN c.original_currency = '{settle_ccy}' THEN CAST(1 AS DECIMAL(38,{RATE_SCALE}))
+                          WHEN o.UsdPerUnit > 0 AND s.UsdPerUnit > 0 THEN {rate} END AS fx_rate
+              FROM (SELECT DISTINCT original_currency, _rate_date FROM dated) c
+              LEFT JOIN fx o ON o.Currency = c.original_currency AND o.RateDate = c._rate_date
+              LEFT JOIN fx s ON s.Currency = '{settle_ccy}' AND s.RateDate = c._rate_date
+            )
+            SELECT r.* EXCLUDE (_row, _rate_date), '{settle_ccy}' AS settlement_currency,
+                   r._rate_date AS fx_rate_date, d.fx_rate, {amounts}
+            FROM dated r LEFT JOIN rates d
+              ON d.original_currency IS NOT DISTINCT FROM r.original_currency
+             AND d._rate_date IS NOT DISTINCT FROM r._rate_date
+            ORDER BY r._row
+        """).to_arrow_table()
     finally:
         con.close()
+    rated = pc.is_valid(settled["fx_rate"])
+    ok = settled.filter(rated)
+    missing = settled.filter(pc.invert(rated)).drop_columns([s for s, _m in pairs])
     return ok, _quarantine(missing, contract, kind)
 
 
