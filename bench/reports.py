@@ -317,7 +317,7 @@ TIMED = (
     ("transforms.warehouse_duckdb", "DuckDbWarehouse.publish_versions"),
     ("transforms.warehouse_duckdb", "DuckDbWarehouse.replace_central_table"),
     ("transforms.warehouse_duckdb", "DuckDbWarehouse._append_by_name"),
-    ("transforms.warehouse_duckdb", "DuckDbWarehouse._replace_period"),
+    ("transforms.warehouse_duckdb", "DuckDbWarehouse._replace_periods"),
     ("transforms.publications", "content_hash"),
     ("transforms.fx", "settle"),
     ("transforms.sum_insured", "sum_insured_as_of"),

@@ -350,20 +350,25 @@ class DuckDbWarehouse:
         try:
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {REPORTS_DATASET}")
             con.execute(f"CREATE SCHEMA IF NOT EXISTS {ds}")
+            sent, hashes = [], []
             for plan in plans:
                 rows = plan.rows
-                sent = rows.append_column("partner", pa.array([partner] * rows.num_rows, pa.string())) \
-                    .append_column("published_period", pa.array([plan.period] * rows.num_rows, pa.string())) \
-                    .append_column("version", pa.array([plan.version] * rows.num_rows, pa.int64())) \
-                    .append_column("run_id", pa.array([run_id] * rows.num_rows, pa.string()))
-                self._append_by_name(snapshot, sent)
-                table = partner_tables[plan.period]
-                self._replace_period(target, table, plan.period, period_column)
+                n = rows.num_rows
+                sent.append(rows.append_column("partner", pa.repeat(pa.scalar(partner, pa.string()), n))
+                            .append_column("published_period", pa.repeat(pa.scalar(plan.period, pa.string()), n))
+                            .append_column("version", pa.repeat(pa.scalar(plan.version, pa.int64()), n))
+                            .append_column("run_id", pa.repeat(pa.scalar(run_id, pa.string()), n)))
+                hashes.append(content_hash(rows, rows.column_names))
+            # one insert for all the versions, one swap of the partner's periods (not one per period)
+            self._append_by_name(snapshot, pa.concat_tables(sent, promote_options="permissive"))
+            self._replace_periods(target, [partner_tables[plan.period] for plan in plans],
+                                  [plan.period for plan in plans], period_column)
+            for plan, h in zip(plans, hashes):
                 period_files = [f for f in files if f"{os.sep}{plan.period}{os.sep}v{plan.version}{os.sep}" in f]
                 con.execute(
                     f"INSERT INTO {OPS_DATASET}.publications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-                    [partner, report, plan.period, plan.version, plan.kind, plan.closed, rows.num_rows,
-                     content_hash(rows, rows.column_names), contract_version, run_id, json.dumps(period_files)])
+                    [partner, report, plan.period, plan.version, plan.kind, plan.closed, plan.rows.num_rows,
+                     h, contract_version, run_id, json.dumps(period_files)])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -383,11 +388,15 @@ class DuckDbWarehouse:
         finally:
             con.unregister("_rows")
 
-    def _replace_period(self, target: str, table: pa.Table, period: str, period_column: str | None) -> None:
-        """The partner's table holds the latest version of each period: swap in one period
-        (`period_column` is the partner's name for it). If the contract's columns changed, the
-        table is rebuilt from this period on."""
+    def _replace_periods(self, target: str, tables: list[pa.Table], periods: list[str],
+                         period_column: str | None) -> None:
+        """The partner's table holds the latest version of each period: swap in these periods
+        (`period_column` is the partner's name for it; without one the table holds one batch,
+        the last). If the contract's columns changed, the table is rebuilt from these periods."""
         con = self.con
+        if period_column is None or any(period_column not in t.column_names for t in tables):
+            tables, periods, period_column = tables[-1:], periods[-1:], None
+        table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
         con.register("_period", table)
         try:
             exists = con.execute(
@@ -396,11 +405,11 @@ class DuckDbWarehouse:
             same = exists and [r[0] for r in con.execute(f"DESCRIBE {target}").fetchall()] == table.column_names
             if not same:
                 con.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM _period")
-            elif period_column is None or period_column not in table.column_names:
+            elif period_column is None:
                 con.execute(f"DELETE FROM {target}")
                 con.execute(f"INSERT INTO {target} SELECT * FROM _period")
             else:
-                con.execute(f"DELETE FROM {target} WHERE {qi(period_column)} = ?", [period])
+                con.execute(f"DELETE FROM {target} WHERE list_contains(?, {qi(period_column)})", [periods])
                 con.execute(f"INSERT INTO {target} SELECT * FROM _period")
         finally:
             con.unregister("_period")
