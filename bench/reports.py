@@ -510,7 +510,8 @@ def main() -> None:
                 runs[kind].append(r)
                 log(f"    {r.get('seconds')} s, peak {r.get('peak_rss_mb')} MB, {r.get('rows_published')} rows published")
                 if kind == "premium" and compare_copy is None and "error" not in r:
-                    compare_copy = os.path.join(work, "compare.duckdb")  # keep one premium run for the comparison
+                    compare_copy = os.path.join(work + "-compare", "wh.duckdb")  # one premium run, kept to compare
+                    os.makedirs(os.path.dirname(compare_copy), exist_ok=True)
                     os.replace(dst, compare_copy)
                     if os.path.exists(dst + ".wal"):
                         os.replace(dst + ".wal", compare_copy + ".wal")
@@ -529,6 +530,7 @@ def main() -> None:
             result["comparison_check"] = run_handwritten(args.changes, compare="duckdb:///" + compare_copy)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work + "-compare", ignore_errors=True)
 
     result.update(summarise(capture_samples, runs, hand, result))
     result["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -649,6 +651,10 @@ def summarise(capture_samples, runs, hand, result) -> dict:
         out["comparison"] = {
             "rex_capture_s": c, "rex_premium_report_s": premium, "rex_total_s": round(c + premium, 2),
             "handwritten_s": h, "ratio_rex_over_handwritten": round((c + premium) / h, 2),
+            "ratio_premium_report_over_handwritten": round(premium / h, 2),
+            "note": "both read the same change files: rex captures them into its mirror, then builds, checks, "
+                    "gates and publishes the bordereau from it; the script only computes the totals. The "
+                    "capture is shared by every report and, nightly, incremental: the second ratio leaves it out",
             "aim": "<= 3", "meets_aim": (c + premium) / h <= 3,
             "totals_equal": result.get("comparison_check", {}).get("equal"),
         }
