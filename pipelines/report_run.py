@@ -113,7 +113,7 @@ def run_report(plan: ReportPlan, warehouse_uri: str, out_dir: str | None, partne
         rows, held = plan.build(p, warehouse_uri, as_of)
         fx = p | "ReadFxRates" >> ReadLedgerTable(warehouse_uri, "FxRates") if plan.fx_date_column else None
         checked = rows | "CheckPartnerRows" >> CheckPartnerRows(contracts, plan.kind, fx, plan.fx_date_column,
-                                                                plan.fx_period_end_column)
+                                                                plan.fx_period_end_column, plan.layout.grid_column)
         inputs = (rows, checked.clean, checked[QUARANTINE], checked[WITHHELD], held)
         _ = inputs | f"Publish[{plan.kind}]" >> PublishPartnerReports(
             warehouse_uri, plan.layout, contracts, options, plan.empty())

@@ -127,6 +127,8 @@ def test_one_partner_one_period_of_claims(alpine_february):
         con.close()
     assert periods == [("2026-02",)]
     assert run == [("succeeded", "report claims_bordereau")]
+    # claims are built on both period grids; alpine-re (monthly) never checks the quarterly rows
+    assert after["quarantine"] == before["quarantine"] == [(0,)]
 
 
 def test_format_parquet_replaces_a_csv_partners_files(warehouse, tmp_path):

@@ -32,9 +32,10 @@ WITHHELD = "withheld"
 
 class _CheckFn(beam.DoFn):
     def __init__(self, contracts: dict[str, Contract], report: str, fx_date_column: str | None,
-                 fx_period_end_column: str | None):
+                 fx_period_end_column: str | None, grid_column: str | None = None):
         self.contracts = {p: c for p, c in contracts.items() if report in c.reports}
         self.report = report
+        self.grid_column = grid_column
         self.fx_date_column = fx_date_column
         self.fx_period_end_column = fx_period_end_column
         self.checked = Metrics.counter("rex", f"{report}_rows_checked")
@@ -65,6 +66,10 @@ class _CheckFn(beam.DoFn):
                 self.withheld.inc(uncovered.num_rows)
                 yield beam.pvalue.TaggedOutput(WITHHELD, (
                     partner, uncovered, f"treaty not covered by {partner}'s contract {contract.version}", "withheld"))
+            if self.grid_column and self.grid_column in mine.column_names:
+                # rows built on every period grid (claims): the partner's contract takes its own;
+                # the others are not its rows (and would break its period pattern)
+                mine = mine.filter(pc.fill_null(pc.equal(mine[self.grid_column], contract.frequency), False))
             if mine.num_rows == 0:
                 continue
             mine = with_contract_periods(mine, contract)
@@ -103,13 +108,15 @@ class CheckPartnerRows(beam.PTransform):
     """All reinsurers' report batches -> per-partner clean rows, quarantine, withheld rows.
 
     With `fx_date_column` (and the ledger's FxRates as `fx_rates`), rows are converted to each
-    partner's settlement currency first."""
+    partner's settlement currency first. With `grid_column`, rows are built on several period
+    grids and each partner checks only those of its contract's frequency."""
 
     def __init__(self, contracts: dict[str, Contract], report: str, fx_rates=None,
-                 fx_date_column: str | None = None, fx_period_end_column: str | None = None):
+                 fx_date_column: str | None = None, fx_period_end_column: str | None = None,
+                 grid_column: str | None = None):
         super().__init__()
         self.fn = _CheckFn(contracts, report, fx_date_column if fx_rates is not None else None,
-                           fx_period_end_column)
+                           fx_period_end_column, grid_column)
         self.fx_rates = fx_rates
 
     def expand(self, batches):
