@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -81,6 +82,12 @@ def _table_ddl(t: Table, changelog: bool) -> str:
     return f"CREATE TABLE IF NOT EXISTS {LEDGER_DATASET}.{qi(name)} ({', '.join(cols)})"
 
 
+def _expected_tables() -> set[str]:
+    ops = {f"{OPS_DATASET}.{m}" for m in re.findall(rf"CREATE TABLE IF NOT EXISTS {OPS_DATASET}\.(\w+)", _OPS_DDL)}
+    ledger = {f"{LEDGER_DATASET}.{n}{suffix}" for n in ledger_tables() for suffix in ("", "_changelog")}
+    return ops | ledger
+
+
 class DuckDbWarehouse:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -109,7 +116,14 @@ class DuckDbWarehouse:
 
     # -- schema -------------------------------------------------------------------------
     def ensure_schema(self) -> None:
+        """Create what is missing (a run opens the warehouse a dozen times: when every table is
+        there already, one catalog query instead of forty DDL statements)."""
         con = self.con
+        have = {f"{s}.{t}" for s, t in con.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables WHERE table_schema IN (?, ?)",
+            [OPS_DATASET, LEDGER_DATASET]).fetchall()}
+        if _expected_tables() <= have:
+            return
         con.execute(_OPS_DDL)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {LEDGER_DATASET}")
         for t in ledger_tables().values():
