@@ -14,7 +14,6 @@ from __future__ import annotations
 import html
 import logging
 import os
-import threading
 import warnings
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -60,31 +59,9 @@ class GateResult:
                 f"failed, first {first.rule} ({first.observed})")
 
 
-_context_lock = threading.Lock()
-
-
-def warm_up() -> None:
-    """Import GX and build its context in a background thread, while the report is still being
-    built: importing Great Expectations alone takes ~3 s, most of it spent waiting on files and
-    in C, and a report's first steps run in DuckDB and Arrow (which release the GIL)."""
-    threading.Thread(target=_warm, name="rex-gate-warm-up", daemon=True).start()
-
-
-def _warm() -> None:
-    try:
-        _context()
-    except Exception:  # noqa: BLE001 - the gate itself will raise it, in the run's own thread
-        pass
-
-
+@cache
 def _context():
     """One ephemeral GX context per process: building one costs more than a validation."""
-    with _context_lock:  # the warm-up thread and the gate may ask at once: build it once
-        return _build_context()
-
-
-@cache
-def _build_context():
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

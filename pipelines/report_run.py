@@ -105,10 +105,6 @@ def run_report(plan: ReportPlan, warehouse_uri: str, out_dir: str | None, partne
         validation_dir = default_validation_dir(warehouse_uri, out_dir)
     options = PublishOptions(out_dir=out_dir, validation_dir=validation_dir, run_id=run_id, period=period,
                              as_of=as_of, formats=tuple(formats) if formats else None, dry_run=dry_run)
-    if contracts:
-        from expectations.gate import warm_up
-
-        warm_up()
     with beam.Pipeline(options=pipeline_options(beam_args)) as p:
         rows, held = plan.build(p, warehouse_uri, as_of)
         fx = p | "ReadFxRates" >> ReadLedgerTable(warehouse_uri, "FxRates") if plan.fx_date_column else None
