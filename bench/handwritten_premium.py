@@ -11,9 +11,11 @@ DECIMAL(38,9):
 * gross premium of the ceded transactions (policies under a QUOTA_SHARE or SURPLUS treaty that
   has participations);
 * ceded premium at 100%: quota share  gross x CessionRate;
-  surplus  gross x f, f = min(max(S - R, 0), L*R) / S, S = the policy's current total TIV
-  (building + contents + BI over its current locations), R the retention, L the lines, f = 0
-  when S <= 0. **f is rounded half up to 9 decimal places before it multiplies the premium,
+  surplus  gross x f, f = min(max(S - R, 0), L*R) / S, S = the policy's total TIV (building +
+  contents + BI over its locations) as booked, i.e. at the premium's commit (`--sum-insured
+  current`: today's), R the retention, L the lines, f = 0 when S <= 0. A policy is ceded only
+  if it attaches to its treaty: same line of business and currency, country in the treaty's
+  Territories (NULL = worldwide), inception within the treaty period (`--no-attachment`: any). **f is rounded half up to 9 decimal places before it multiplies the premium,
   as rex does** (transforms/cession.py), so the comparison can be exact; each product is cast
   back to DECIMAL(38,9) (DuckDB's rounding, half away from zero);
 * the reinsurers' shares: each ceded x SharePct cast to DECIMAL(38,9); when a transaction's
@@ -47,10 +49,10 @@ TABLES = ("Policies", "Locations", "Treaties", "Participations", "PremiumTransac
 
 # Only what the totals need: (primary key columns, value columns), every JSON value as text.
 SCHEMA = {
-    "Policies": (("PolicyId",), ("TreatyId", "LineOfBusiness", "Currency", "InceptionDate")),
+    "Policies": (("PolicyId",), ("TreatyId", "LineOfBusiness", "Currency", "InceptionDate", "CountryCode")),
     "Locations": (("PolicyId", "LocationId"), ("BuildingTiv", "ContentsTiv", "BiTiv")),
     "Treaties": (("TreatyId",), ("TreatyType", "LineOfBusiness", "Currency", "InceptionDate", "ExpiryDate",
-                                 "CessionRate", "Retention", "Lines")),
+                                 "CessionRate", "Retention", "Lines", "Territories")),
     "Participations": (("TreatyId", "ReinsurerId"), ("SharePct",)),
     "PremiumTransactions": (("PolicyId", "TransactionId"), ("GrossPremium", "Currency")),
 }
@@ -142,18 +144,21 @@ def compute(con: duckdb.DuckDBPyConnection, files: list[str], sum_insured: str =
     else:
         s_expr, s_join = "r.S", ""
     attaches = ("AND r.LineOfBusiness = t.LineOfBusiness AND r.Currency = t.Currency "
-                "AND r.InceptionDate >= t.InceptionDate AND r.InceptionDate < t.ExpiryDate") if attachment else ""
+                "AND r.InceptionDate >= t.InceptionDate AND r.InceptionDate < t.ExpiryDate "
+                "AND (t.Territories IS NULL OR coalesce(list_contains(string_split(replace(t.Territories, ' ', ''), ';'), "
+                "r.CountryCode), false))") if attachment else ""
     con.execute(f"""
         CREATE TEMP TABLE shares AS
         WITH risk AS (
-          SELECT p.PolicyId, p.TreatyId, p.LineOfBusiness, p.Currency, CAST(p.InceptionDate AS DATE) AS InceptionDate,
+          SELECT p.PolicyId, p.TreatyId, p.LineOfBusiness, p.Currency, p.CountryCode,
+                 CAST(p.InceptionDate AS DATE) AS InceptionDate,
                  coalesce(sum(coalesce(CAST(l.BuildingTiv AS {D}), 0) + coalesce(CAST(l.ContentsTiv AS {D}), 0)
                               + coalesce(CAST(l.BiTiv AS {D}), 0)), 0) AS S
           FROM Policies p LEFT JOIN Locations l ON l.PolicyId = p.PolicyId GROUP BY ALL
         ), treaty AS (
           SELECT TreatyId, TreatyType, LineOfBusiness, Currency, CAST(InceptionDate AS DATE) AS InceptionDate,
                  CAST(ExpiryDate AS DATE) AS ExpiryDate, CAST(CessionRate AS {D}) AS rate, CAST(Retention AS {D}) AS R,
-                 CAST(Lines AS BIGINT) AS L
+                 CAST(Lines AS BIGINT) AS L, Territories
           FROM Treaties WHERE TreatyType IN ('QUOTA_SHARE', 'SURPLUS')
         ), txn AS (
           SELECT pt.PolicyId, pt.TransactionId, r.TreatyId, pt.Currency, CAST(pt.GrossPremium AS {D}) AS gross,

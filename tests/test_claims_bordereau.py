@@ -354,6 +354,19 @@ def test_unknown_treaty_and_missing_policy_are_quarantined(book):
                                                                for r in held.to_pylist()]
 
 
+def test_a_claim_outside_its_treatys_territory_is_quarantined(book):
+    _d, _uri, t, _periods = book
+    treaties = t["Treaties"]
+    qs1_in_austria = pc.if_else(pc.equal(treaties["TreatyId"], "QS1"), "AT", treaties["Territories"])
+    treaties = treaties.set_column(treaties.schema.get_field_index("Territories"), "Territories",
+                                   qs1_in_austria.cast(pa.string()))
+    held = claims_bordereau_quarantine(t["Claims"], t["ClaimTransactions"], t["Policies"], treaties)
+    attach = [r for r in held.to_pylist() if r["rule"] == "ledger.policies.treaty_attachment"]
+    ca_txns = sorted(x for x in t["ClaimTransactions"].to_pydict()["TransactionId"] if x.startswith("CA-"))
+    assert ca_txns and sorted(json.loads(r["raw_record"])["TransactionId"] for r in attach) == ca_txns
+    assert all(r["offending_value"] == "QS1" and "country" in r["reason"] for r in attach)
+
+
 def test_exact_decimals_and_tie_outs(rows):
     expected = [c.name for c in CLAIMS_BORDEREAU.columns  # settlement and publication columns come later
                 if c.name not in ("settlement_currency", "fx_rate", "fx_rate_date", "entry_type", "adjusts_period",

@@ -149,39 +149,50 @@ def test_rounding_happens_once_per_currency_in_the_contract_mode():
 
 
 def test_a_policy_that_cannot_attach_to_its_treaty_is_quarantined_and_reconciled(tmp_path):
-    """Risks attach to a treaty of their line and currency whose period holds their inception."""
+    """Risks attach to a treaty of their line and currency, whose territory holds their country
+    and whose period holds their inception."""
     recs = [
         record("Reinsurers", "INSERT", [{"ReinsurerId": "alpine-re", "Name": "Alpine Re", "CountryCode": "CH"}],
                ts_ns=ts_ns(1), txn="r", seq=0, records_in_txn=3),
-        record("Treaties", "INSERT", [treaty("QS1", "QUOTA_SHARE", CessionRate=D("0.4"))],
-               ts_ns=ts_ns(1), txn="r", seq=1, records_in_txn=3),
-        record("Participations", "INSERT", [{"TreatyId": "QS1", "ReinsurerId": "alpine-re", "SharePct": D("1")}],
+        record("Treaties", "INSERT", [
+            treaty("QS1", "QUOTA_SHARE", CessionRate=D("0.4"), Territories="DE; AT"),
+            treaty("QS2", "QUOTA_SHARE", CessionRate=D("0.5"), Territories=None),  # worldwide
+        ], ts_ns=ts_ns(1), txn="r", seq=1, records_in_txn=3),
+        record("Participations", "INSERT", [{"TreatyId": "QS1", "ReinsurerId": "alpine-re", "SharePct": D("1")},
+                                            {"TreatyId": "QS2", "ReinsurerId": "alpine-re", "SharePct": D("1")}],
                ts_ns=ts_ns(1), txn="r", seq=2, records_in_txn=3),
         record("Policies", "INSERT", [
-            policy("OK", treaty="QS1"),
+            policy("OK", treaty="QS1"),  # DE
             policy("USD", treaty="QS1", currency="USD"),  # a EUR treaty
             policy("LATE", treaty="QS1", InceptionDate=date(2027, 2, 1), ExpiryDate=date(2028, 1, 31)),
+            policy("FR", treaty="QS1", CountryCode="FR"),  # outside QS1's territory
+            policy("WW", treaty="QS2", CountryCode="IT"),  # QS2 covers every country
         ], ts_ns=ts_ns(2), txn="p", seq=0, records_in_txn=2),
         record("PremiumTransactions", "INSERT", [
             premium("OK", "OK-1", "NEW", "1000.00"), {**premium("USD", "USD-1", "NEW", "700.00"), "Currency": "USD"},
-            premium("LATE", "LATE-1", "NEW", "300.00"),
+            premium("LATE", "LATE-1", "NEW", "300.00"), premium("FR", "FR-1", "NEW", "200.00"),
+            premium("WW", "WW-1", "NEW", "100.00"),
         ], ts_ns=ts_ns(2), txn="p", seq=1, records_in_txn=2),
     ]
     write_jsonl(str(tmp_path / "changes" / "book.jsonl"), recs)
     uri = "duckdb:///" + str(tmp_path / "wh.duckdb")
     run_capture(str(tmp_path / "changes"), uri)
-    write_contract(tmp_path / "contracts", contract_doc("alpine-re", ["QS1"], ["EUR"]))
+    write_contract(tmp_path / "contracts", contract_doc("alpine-re", ["QS1", "QS2"], ["EUR"]))
     summary = run_premium_bordereau(uri, None, contracts_dir=str(tmp_path / "contracts"), as_of=date(2026, 3, 1))
     assert summary.succeeded, summary.message
     from transforms.warehouse import open_warehouse
 
     with open_warehouse(uri) as wh:
         held = wh.rows("SELECT rule, offending_value, reason FROM rex_reports.premium_bordereau_quarantine ORDER BY 3")
-        published = wh.rows("SELECT transaction_id FROM rex_reports.premium_bordereau")
-    assert [h[:2] for h in held] == [("ledger.policies.treaty_attachment", "QS1")] * 2
-    assert "cannot attach to treaty QS1" in held[0][2]
-    assert published == [("OK-1",)]
+        published = wh.rows("SELECT transaction_id FROM rex_reports.premium_bordereau ORDER BY 1")
+    assert [h[:2] for h in held] == [("ledger.policies.treaty_attachment", "QS1")] * 3
+    reasons = {h[2].split()[1]: h[2] for h in held}
+    assert reasons["FR"] == ("policy FR (PROPERTY, EUR, FR, incepting 2026-01-01) cannot attach to treaty QS1 "
+                             "(PROPERTY, EUR, DE; AT, 2026-01-01..2026-12-31)")
+    assert "cannot attach to treaty QS1" in reasons["USD"] and "cannot attach to treaty QS1" in reasons["LATE"]
+    assert published == [("OK-1",), ("WW-1",)]
     totals = {(t["treaty_id"], t["currency"]): t for t in summary.control_totals}
-    assert totals[("QS1", "EUR")]["ledger_quarantined"] == D("300.00")  # LATE-1
+    assert totals[("QS1", "EUR")]["ledger_quarantined"] == D("500.00")  # LATE-1 300 + FR-1 200
     assert totals[("QS1", "USD")]["ledger_quarantined"] == D("700.00")  # USD-1
     assert totals[("QS1", "EUR")]["ceded_100"] == D("400.00")
+    assert totals[("QS2", "EUR")]["ceded_100"] == D("50.00")  # WW-1 100 x 0.5, in Italy

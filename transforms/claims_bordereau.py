@@ -299,7 +299,7 @@ def claims_bordereau_quarantine(claims: pa.Table, claim_txns: pa.Table, policies
             offending = r["PolicyTreatyId"]
         elif rule == ATTACHMENT_RULE:
             reason = (f"claim {r['ClaimId']}: policy {r['PolicyId']} cannot attach to treaty {r['PolicyTreatyId']} "
-                      "(line of business, currency or inception outside the treaty)")
+                      "(line of business, currency, country or inception outside the treaty)")
             offending = r["PolicyTreatyId"]
         elif rule == POLICY_EXISTS_RULE:
             reason = f"claim {r['ClaimId']} names policy {r['PolicyId']}, which is not in the ledger"

@@ -5,6 +5,9 @@
 --  * Latitude/Longitude are FLOAT64: coordinates, not money, and OED carries them as floats.
 --  * PerilsCovered is a STRING of OED peril codes separated by ';' (the OED file convention),
 --    so it round-trips into OED location files unchanged.
+--  * Treaties.Territories (added): the treaty's territorial scope, ISO 3166 alpha-2 country codes
+--    separated by ';' (the same list style); NULL means worldwide. The reference schema has no
+--    territory, yet a risk attaches to a treaty by line of business, country and inception.
 --  * Claims are keyed by ClaimId alone (a top-level table): claims are looked up on their own
 --    and a claim may be re-attached to another location; ClaimTransactions interleave in Claims.
 --  * FxRates is keyed (Currency, RateDate); UsdPerUnit is NUMERIC so conversions stay exact.
@@ -33,6 +36,7 @@ CREATE TABLE Treaties (
   Attachment NUMERIC,
   `Limit` NUMERIC,
   CommissionRate NUMERIC,
+  Territories STRING(MAX),
 ) PRIMARY KEY (TreatyId);
 
 CREATE TABLE Participations (

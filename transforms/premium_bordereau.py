@@ -19,10 +19,14 @@ from transforms.quarantine import QUARANTINE_TAG_REPORT, quarantine_rows, row_js
 COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
 UNKNOWN_TREATY_RULE = "ledger.policies.treaty_exists"
 ATTACHMENT_RULE = "ledger.policies.treaty_attachment"
-# A risk attaches to a treaty of its line of business and currency whose period holds its
-# inception ("risks attaching"). The ledger has no treaty territories, so country is not checked.
+# A risk attaches to a treaty of its line of business and currency, whose territory holds its
+# country (Territories: ISO codes separated by ';', NULL = worldwide) and whose period holds its
+# inception ("risks attaching"). Never NULL: a risk attaches or it does not.
+TERRITORY_LIST = r"[x FOR x IN string_split(regexp_replace(t.Territories, '\s', '', 'g'), ';') IF x <> '']"
+IN_TERRITORY = f"(t.Territories IS NULL OR coalesce(list_contains({TERRITORY_LIST}, r.CountryCode), false))"
 ATTACHES = ("r.LineOfBusiness = t.LineOfBusiness AND r.Currency = t.Currency "
-            "AND r.InceptionDate >= t.InceptionDate AND r.InceptionDate < t.ExpiryDate")
+            "AND r.InceptionDate >= t.InceptionDate AND r.InceptionDate < t.ExpiryDate "
+            f"AND {IN_TERRITORY}")
 _NO_SUM_INSURED = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
                              ("SumInsured", pa.decimal128(38, 9))]).empty_table()
 
@@ -113,7 +117,9 @@ SELECT pt.*, r.TreatyId AS PolicyTreatyId,
        CASE WHEN t.TreatyId IS NULL THEN '{UNKNOWN_TREATY_RULE}' ELSE '{ATTACHMENT_RULE}' END AS HeldRule,
        t.LineOfBusiness AS TreatyLineOfBusiness, t.Currency AS TreatyCurrency,
        t.InceptionDate AS TreatyInception, t.ExpiryDate AS TreatyExpiry,
-       r.LineOfBusiness AS PolicyLineOfBusiness, r.Currency AS PolicyCurrency, r.InceptionDate AS PolicyInception
+       t.Territories AS TreatyTerritories,
+       r.LineOfBusiness AS PolicyLineOfBusiness, r.Currency AS PolicyCurrency, r.InceptionDate AS PolicyInception,
+       r.CountryCode AS PolicyCountry
 FROM premiums pt JOIN risks r ON r.PolicyId = pt.PolicyId
 LEFT JOIN treaties t ON t.TreatyId = r.TreatyId
 WHERE r.TreatyId IS NOT NULL AND (t.TreatyId IS NULL OR NOT ({ATTACHES}))
@@ -157,22 +163,30 @@ def unknown_treaty_quarantine(premiums: pa.Table, risks: pa.Table, treaties: pa.
     rows = []
     for r in bad.to_pylist():
         rule = r.pop("HeldRule")
-        facts = {k: r.pop(k) for k in ("TreatyLineOfBusiness", "TreatyCurrency", "TreatyInception", "TreatyExpiry",
-                                       "PolicyLineOfBusiness", "PolicyCurrency", "PolicyInception")}
+        facts = {k: r.pop(k) for k in ATTACHMENT_FACTS}
         raw = row_json({k: v for k, v in r.items() if k != COMMIT_COLUMN})
         if rule == UNKNOWN_TREATY_RULE:
             reason = f"policy {r['PolicyId']} names treaty {r['PolicyTreatyId']}, which is not in the ledger"
         else:
-            reason = (f"policy {r['PolicyId']} ({facts['PolicyLineOfBusiness']}, {facts['PolicyCurrency']}, incepting "
-                      f"{facts['PolicyInception']}) cannot attach to treaty {r['PolicyTreatyId']} "
-                      f"({facts['TreatyLineOfBusiness']}, {facts['TreatyCurrency']}, "
-                      f"{facts['TreatyInception']}..{facts['TreatyExpiry']})")
+            reason = f"policy {r['PolicyId']} {attachment_reason(facts, r['PolicyTreatyId'])}"
         rows.append({
             "stage": "report", "report": "premium_bordereau", "table_name": "PremiumTransactions",
             "rule": rule, "reason": reason, "offending_value": r["PolicyTreatyId"], "raw_record": raw,
             "commit_timestamp": r.get(COMMIT_COLUMN), "source": "ledger mirror",
         })
     return quarantine_rows(rows)
+
+
+ATTACHMENT_FACTS = ("TreatyLineOfBusiness", "TreatyCurrency", "TreatyInception", "TreatyExpiry", "TreatyTerritories",
+                    "PolicyLineOfBusiness", "PolicyCurrency", "PolicyInception", "PolicyCountry")
+
+
+def attachment_reason(facts: dict, treaty_id: str) -> str:
+    """Why a policy cannot attach to its treaty, for people: both sides' terms."""
+    return (f"({facts['PolicyLineOfBusiness']}, {facts['PolicyCurrency']}, {facts['PolicyCountry']}, incepting "
+            f"{facts['PolicyInception']}) cannot attach to treaty {treaty_id} "
+            f"({facts['TreatyLineOfBusiness']}, {facts['TreatyCurrency']}, "
+            f"{facts['TreatyTerritories'] or 'worldwide'}, {facts['TreatyInception']}..{facts['TreatyExpiry']})")
 
 
 def _query(sql, premiums, risks, treaties, participations, con=None, sum_insured_then=None) -> pa.Table:

@@ -170,6 +170,11 @@ COUNTRIES = (
              (_Zone("BH-13", 26.23, 50.59, ("OSF",)),)),
 )
 
+def treaty_territories(currency: str) -> str:
+    """A seeded treaty covers the book's countries that trade in its currency (';'-separated)."""
+    return ";".join(sorted(c.code for c in COUNTRIES if c.currency == currency))
+
+
 # Insured's sector -> line of business and OED occupancy codes of its sites.
 SECTORS = (
     ("Logistics", "PROPERTY", (1122,)),          # warehouse
@@ -467,7 +472,8 @@ class _BookSimulator:
         row = _row("Treaties", TreatyId=treaty_id, Umr=f"B0999{inception.year % 100:02d}{plan.code.replace('-', '')}",
                    Name=f"{plan.name} {plan.currency} {inception.year}", TreatyType=plan.treaty_type,
                    LineOfBusiness=plan.line_of_business, Currency=plan.currency,
-                   InceptionDate=inception, ExpiryDate=expiry, **terms)
+                   InceptionDate=inception, ExpiryDate=expiry, **terms,
+                   Territories=treaty_territories(plan.currency))
         self.treaty_windows.setdefault((plan.line_of_business, plan.currency), []).append(
             (inception, expiry, treaty_id))
         return [Mutation("Treaties", "insert", row)] + [
