@@ -6,6 +6,8 @@ from datetime import date
 from decimal import Decimal as D
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that, equal_to
@@ -234,6 +236,23 @@ def test_negative_tiv_and_unknown_treaty_are_quarantined(ledger):
     rows = exposure_rows(*book, AS_OF)
     assert "QS-GHOST" not in rows["treaty_id"].to_pylist()
     assert exposure_quarantine(*book, AS_OF, report="oed_location")["report"].to_pylist() == ["oed_location"] * 2
+
+
+def test_a_policy_outside_its_treatys_territory_is_quarantined_not_reported(ledger):
+    _uri, (policies, locations, treaties, participations) = ledger
+    column = treaties.schema.get_field_index("Territories")
+    qs1_in_austria = pc.if_else(pc.equal(treaties["TreatyId"], "QS1"), "AT", treaties["Territories"])
+    treaties = treaties.set_column(column, "Territories", qs1_in_austria.cast(pa.string()))
+    book = (policies, locations, treaties, participations)
+    held = {json.loads(r["raw_record"])["LocationId"]: r for r in exposure_quarantine(*book, AS_OF).to_pylist()}
+    assert set(held) == {"QA1", "QA2", "SA3", "UT1"}  # QA (in Germany) no longer attaches to QS1
+    qa1 = held["QA1"]
+    assert (qa1["table_name"], qa1["rule"], qa1["offending_value"]) == (
+        "Policies", "ledger.policies.treaty_attachment", "QS1")
+    assert qa1["reason"] == ("policy QA (PROPERTY, EUR, DE, incepting 2026-06-30) cannot attach to treaty QS1 "
+                             "(PROPERTY, EUR, AT, 2026-01-01..2027-01-01); its location QA1 is not reported")
+    assert "QS1" not in exposure_rows(*book, AS_OF)["treaty_id"].to_pylist()
+    assert "QS1" not in top_locations(*book, AS_OF)["treaty_id"].to_pylist()
 
 
 def _top(table):

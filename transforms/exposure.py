@@ -2,8 +2,10 @@
 country × zone × line of business × currency, at 100% and ceded, and each treaty's largest risks.
 
 In force on `as_of`: a policy with InceptionDate <= as_of < ExpiryDate (a cancellation moves
-ExpiryDate to the cancellation date, so a cancelled policy drops out), attached to a treaty that
-has participations. Business without a treaty is retained and reported nowhere here.
+ExpiryDate to the cancellation date, so a cancelled policy drops out), on a treaty that has
+participations and that it attaches to (the bordereaux' rule: line of business, currency,
+country in the treaty's territory, inception in its period). Business without a treaty is
+retained and reported nowhere here.
 
 Per location (a "risk" for per-risk XoL), exactly, as DECIMAL(38,9) — never a float:
 * TIV = building + contents + BI (a NULL component counts 0);
@@ -19,7 +21,8 @@ by reinsurer id — as in the premium bordereau).
 
 Ledger defects are quarantined, never reported: a location with a negative TIV component
 (`ledger.locations.tiv_not_negative`; it is left out of its policy's sum insured too) and the
-locations of a policy naming a treaty the ledger lacks (`ledger.policies.treaty_exists`).
+locations of a policy naming a treaty the ledger lacks (`ledger.policies.treaty_exists`) or one
+it cannot attach to (`ledger.policies.treaty_attachment`).
 
 In Beam, policies are read in batches and every batch is ceded on its own against the whole
 (small) locations, treaties and participations tables: a policy's locations are all in the
@@ -38,7 +41,13 @@ from transforms import duck
 from transforms.cession import money, surplus_fraction
 from transforms.ledger_schema import table as ledger_table
 from transforms.ledger_snapshot import ReadLedgerTable
-from transforms.premium_bordereau import UNKNOWN_TREATY_RULE
+from transforms.premium_bordereau import (
+    ATTACHMENT_FACTS,
+    ATTACHMENT_RULE,
+    UNKNOWN_TREATY_RULE,
+    attaches,
+    attachment_reason,
+)
 from transforms.quarantine import QUARANTINE_TAG_REPORT, empty_quarantine, quarantine_rows, row_json
 
 TIV_NOT_NEGATIVE_RULE = "ledger.locations.tiv_not_negative"
@@ -51,6 +60,7 @@ _PLACED = "EXISTS (SELECT 1 FROM participations pa WHERE pa.TreatyId = t.TreatyI
 # OED peril codes of a location: whitespace dropped, empty entries skipped, ledger order kept.
 _PERIL_LIST = r"[x FOR x IN string_split(regexp_replace(l.PerilsCovered, '\s', '', 'g'), ';') IF x <> '']"
 _FRACTION = surplus_fraction("SumInsured", "Retention", "Lines")
+_ATTACHES = f"({attaches('p', 't')})"  # the premium and claims bordereaux' rule (line, currency, country, inception)
 
 # The in-force locations ceded to a placed treaty, one row per location with its ceded TIV.
 # Every query below starts from these CTEs (`ceded` is the last).
@@ -67,7 +77,7 @@ risks AS (
   FROM policies p
   JOIN treaties t ON t.TreatyId = p.TreatyId
   JOIN locations l ON l.PolicyId = p.PolicyId
-  WHERE {_IN_FORCE} AND {_PLACED} AND NOT ({_NEGATIVE})
+  WHERE {_IN_FORCE} AND {_PLACED} AND NOT ({_NEGATIVE}) AND {_ATTACHES}
 ), tiv AS (
   SELECT *, CAST(BuildingTiv + ContentsTiv + BiTiv AS DECIMAL(38,9)) AS TotalTiv FROM risks
 ), insured AS (
@@ -182,14 +192,18 @@ ORDER BY reinsurer_id, treaty_id, rank
 """
 
 # Locations of in-force policies that cannot be reported: the policy names a treaty the ledger
-# lacks, or (on a placed treaty) the location carries a negative TIV component.
+# lacks or cannot attach to it, or (on a placed treaty) the location carries a negative TIV component.
 QUARANTINE_SQL = f"""
 SELECT l.*, p.TreatyId AS PolicyTreatyId, p.Currency AS PolicyCurrency,
-       t.TreatyId IS NULL AS UnknownTreaty
+       CASE WHEN t.TreatyId IS NULL THEN '{UNKNOWN_TREATY_RULE}'
+            WHEN NOT {_ATTACHES} THEN '{ATTACHMENT_RULE}' ELSE '{TIV_NOT_NEGATIVE_RULE}' END AS HeldRule,
+       t.LineOfBusiness AS TreatyLineOfBusiness, t.Currency AS TreatyCurrency,
+       t.InceptionDate AS TreatyInception, t.ExpiryDate AS TreatyExpiry, t.Territories AS TreatyTerritories,
+       p.LineOfBusiness AS PolicyLineOfBusiness, p.InceptionDate AS PolicyInception, p.CountryCode AS PolicyCountry
 FROM policies p
 JOIN locations l ON l.PolicyId = p.PolicyId
 LEFT JOIN treaties t ON t.TreatyId = p.TreatyId
-WHERE {_IN_FORCE} AND (t.TreatyId IS NULL OR ({_PLACED} AND ({_NEGATIVE})))
+WHERE {_IN_FORCE} AND (t.TreatyId IS NULL OR NOT {_ATTACHES} OR ({_PLACED} AND ({_NEGATIVE})))
 ORDER BY l.PolicyId, l.LocationId
 """
 
@@ -273,10 +287,19 @@ def exposure_quarantine(policies: pa.Table, locations: pa.Table, treaties: pa.Ta
     bad = query(QUARANTINE_SQL, _book(policies, locations, treaties, participations), {"as_of": as_of}, con)
     rows = []
     for r in bad.to_pylist():
-        unknown = r.pop("UnknownTreaty")
+        rule = r.pop("HeldRule")
+        facts = {k: r[k] if k == "PolicyCurrency" else r.pop(k) for k in ATTACHMENT_FACTS}  # the location's raw record keeps its policy's currency
         raw = row_json(r)
         pid, lid = r["PolicyId"], r["LocationId"]
-        if unknown:
+        if rule == ATTACHMENT_RULE:
+            rows.append({
+                "stage": "report", "report": report, "table_name": "Policies", "rule": ATTACHMENT_RULE,
+                "reason": f"policy {pid} {attachment_reason(facts, r['PolicyTreatyId'])}; "
+                          f"its location {lid} is not reported",
+                "offending_value": r["PolicyTreatyId"], "raw_record": raw, "source": "ledger mirror",
+            })
+            continue
+        if rule == UNKNOWN_TREATY_RULE:
             rows.append({
                 "stage": "report", "report": report, "table_name": "Policies", "rule": UNKNOWN_TREATY_RULE,
                 "reason": f"policy {pid} names treaty {r['PolicyTreatyId']}, which is not in the ledger; "

@@ -22,11 +22,16 @@ ATTACHMENT_RULE = "ledger.policies.treaty_attachment"
 # A risk attaches to a treaty of its line of business and currency, whose territory holds its
 # country (Territories: ISO codes separated by ';', NULL = worldwide) and whose period holds its
 # inception ("risks attaching"). Never NULL: a risk attaches or it does not.
-TERRITORY_LIST = r"[x FOR x IN string_split(regexp_replace(t.Territories, '\s', '', 'g'), ';') IF x <> '']"
-IN_TERRITORY = f"(t.Territories IS NULL OR coalesce(list_contains({TERRITORY_LIST}, r.CountryCode), false))"
-ATTACHES = ("r.LineOfBusiness = t.LineOfBusiness AND r.Currency = t.Currency "
-            "AND r.InceptionDate >= t.InceptionDate AND r.InceptionDate < t.ExpiryDate "
-            f"AND {IN_TERRITORY}")
+def attaches(risk: str = "r", treaty: str = "t") -> str:
+    """The attachment rule as SQL over a policy (or risk) alias and a treaty alias."""
+    r, t = risk, treaty
+    territories = rf"[x FOR x IN string_split(regexp_replace({t}.Territories, '\s', '', 'g'), ';') IF x <> '']"
+    return (f"{r}.LineOfBusiness = {t}.LineOfBusiness AND {r}.Currency = {t}.Currency "
+            f"AND {r}.InceptionDate >= {t}.InceptionDate AND {r}.InceptionDate < {t}.ExpiryDate "
+            f"AND ({t}.Territories IS NULL OR coalesce(list_contains({territories}, {r}.CountryCode), false))")
+
+
+ATTACHES = attaches()
 _NO_SUM_INSURED = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
                              ("SumInsured", pa.decimal128(38, 9))]).empty_table()
 
