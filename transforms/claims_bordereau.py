@@ -49,7 +49,7 @@ from transforms.cession import ceded_fraction, money
 from transforms.ledger_schema import MONEY_TYPE, table as ledger_table
 from transforms.ledger_snapshot import ReadLedgerChangelog, ReadLedgerTable
 from transforms.premium_bordereau import ATTACHES, ATTACHMENT_RULE, policy_risks
-from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of
+from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of, sum_insured_timeline
 from transforms.quarantine import QUARANTINE_TAG_REPORT, empty_quarantine, quarantine_rows, row_json
 from transforms.report_catalog import CLAIMS_BORDEREAU, PUBLICATION_COLUMNS, SETTLEMENT_COLUMNS
 
@@ -261,18 +261,19 @@ ORDER BY ct.ClaimId, ct.TransactionId
 
 def claims_bordereau_rows(claims: pa.Table, claim_txns: pa.Table, policies: pa.Table, risks: pa.Table,
                           treaties: pa.Table, participations: pa.Table, periods, con=None,
-                          location_versions: pa.Table | None = None) -> pa.Table:
+                          timeline: pa.Table | None = None) -> pa.Table:
     """The claims bordereau rows (all reinsurers, every period of `periods`) of a set of claims
     and ALL their transactions; `risks` is `premium_bordereau.policy_risks(policies, locations)`.
     `policies` is not needed for the rows (risks carries them); it keeps the signature in step
-    with `claims_bordereau_quarantine`."""
+    with `claims_bordereau_quarantine`. With the policies' sum insured timeline
+    (`sum_insured.sum_insured_timeline`), surplus cession uses the claim's sum insured as booked."""
     del policies
     si = _NO_SUM_INSURED
-    if location_versions is not None and COMMIT_COLUMN in claim_txns.column_names and claims.num_rows:
+    if timeline is not None and COMMIT_COLUMN in claim_txns.column_names and claims.num_rows:
         first = _query("SELECT c.PolicyId, c.ClaimId AS event_id, min(t.\"%s\") AS ts FROM claims c "
                        "JOIN claim_txns t ON t.ClaimId = c.ClaimId GROUP BY ALL" % COMMIT_COLUMN,
                        {"claims": claims, "claim_txns": claim_txns}, con)
-        si = sum_insured_as_of(first, location_versions, con)
+        si = sum_insured_as_of(first, timeline, con)
     tables = {"claims": claims, "claim_txns": claim_txns, "risks": risks, "treaties": treaties,
               "participations": participations, "periods": periods_table(periods), "sum_insured_then": si}
     return _query(BORDEREAU_SQL, tables, con).cast(CLAIMS_BORDEREAU_SCHEMA)
@@ -392,12 +393,12 @@ class _ClaimsBordereauFn(beam.DoFn):
             self._risks = policy_risks(self._policies, _one(locations, "Locations"))
             self._risks_key = key
         treaties, participations = _one(treaties, "Treaties"), _one(participations, "Participations")
-        if id(location_versions) != self._versions_key:
+        if id(location_versions) != self._versions_key:  # once per run: the timeline all batches ask
             parts = list(location_versions)
-            self._versions = pa.concat_tables(parts) if parts else None
+            self._timeline = sum_insured_timeline(pa.concat_tables(parts), self.con) if parts else None
             self._versions_key = id(location_versions)
         rows = claims_bordereau_rows(claims, txns, self._policies, self._risks, treaties, participations,
-                                     self.periods, self.con, self._versions)
+                                     self.periods, self.con, self._timeline)
         self.rows.inc(rows.num_rows)
         if rows.num_rows:
             yield rows

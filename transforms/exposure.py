@@ -288,22 +288,16 @@ def exposure_quarantine(policies: pa.Table, locations: pa.Table, treaties: pa.Ta
     rows = []
     for r in bad.to_pylist():
         rule = r.pop("HeldRule")
-        facts = {k: r[k] if k == "PolicyCurrency" else r.pop(k) for k in ATTACHMENT_FACTS}  # the location's raw record keeps its policy's currency
+        # the attachment facts explain the reason; the raw record keeps the location and its policy's treaty/currency
+        facts = {k: r[k] if k == "PolicyCurrency" else r.pop(k) for k in ATTACHMENT_FACTS}
         raw = row_json(r)
         pid, lid = r["PolicyId"], r["LocationId"]
-        if rule == ATTACHMENT_RULE:
+        if rule in (ATTACHMENT_RULE, UNKNOWN_TREATY_RULE):  # the policy's treaty: none of its locations is reported
+            why = (attachment_reason(facts, r["PolicyTreatyId"]) if rule == ATTACHMENT_RULE
+                   else f"names treaty {r['PolicyTreatyId']}, which is not in the ledger")
             rows.append({
-                "stage": "report", "report": report, "table_name": "Policies", "rule": ATTACHMENT_RULE,
-                "reason": f"policy {pid} {attachment_reason(facts, r['PolicyTreatyId'])}; "
-                          f"its location {lid} is not reported",
-                "offending_value": r["PolicyTreatyId"], "raw_record": raw, "source": "ledger mirror",
-            })
-            continue
-        if rule == UNKNOWN_TREATY_RULE:
-            rows.append({
-                "stage": "report", "report": report, "table_name": "Policies", "rule": UNKNOWN_TREATY_RULE,
-                "reason": f"policy {pid} names treaty {r['PolicyTreatyId']}, which is not in the ledger; "
-                          f"its location {lid} is not reported",
+                "stage": "report", "report": report, "table_name": "Policies", "rule": rule,
+                "reason": f"policy {pid} {why}; its location {lid} is not reported",
                 "offending_value": r["PolicyTreatyId"], "raw_record": raw, "source": "ledger mirror",
             })
             continue

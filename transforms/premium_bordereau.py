@@ -13,7 +13,7 @@ from apache_beam.metrics import Metrics
 from transforms import duck
 from transforms.cession import ceded_fraction, money
 from transforms.ledger_snapshot import ReadLedgerChangelog, ReadLedgerTable
-from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of
+from transforms.sum_insured import VERSIONS_COLUMNS, sum_insured_as_of, sum_insured_timeline
 from transforms.quarantine import QUARANTINE_TAG_REPORT, quarantine_rows, row_json
 
 COMMIT_COLUMN = "_metadata_spanner_commit_timestamp"
@@ -149,15 +149,15 @@ def policy_risks(policies: pa.Table, locations: pa.Table) -> pa.Table:
 
 
 def premium_bordereau_rows(premiums: pa.Table, risks: pa.Table, treaties: pa.Table,
-                           participations: pa.Table, con=None, location_versions: pa.Table | None = None) -> pa.Table:
+                           participations: pa.Table, con=None, timeline: pa.Table | None = None) -> pa.Table:
     """The bordereau rows (all reinsurers) of one batch of premium transactions. With the
-    Locations changelog (`location_versions`), surplus cession uses each transaction's sum
-    insured as booked; without it, the policy's current one."""
+    policies' sum insured timeline (`sum_insured.sum_insured_timeline`), surplus cession uses
+    each transaction's sum insured as booked; without it, the policy's current one."""
     si = None
-    if location_versions is not None and COMMIT_COLUMN in premiums.column_names:
+    if timeline is not None and COMMIT_COLUMN in premiums.column_names:
         events = pa.table({"PolicyId": premiums["PolicyId"], "event_id": premiums["TransactionId"],
                            "ts": premiums[COMMIT_COLUMN]})
-        si = sum_insured_as_of(events, location_versions, con)
+        si = sum_insured_as_of(events, timeline, con)
     return _query(BORDEREAU_SQL, premiums, risks, treaties, participations, con, si)
 
 
@@ -238,10 +238,10 @@ class _BordereauFn(beam.DoFn):
             self._risks = policy_risks(_one(policies), _one(locations))
             self._risks_key = key
         treaties, participations = _one(treaties), _one(participations)
-        if id(location_versions) != self._versions_key:
-            self._versions = _one(location_versions)
+        if id(location_versions) != self._versions_key:  # once per run: the timeline all batches ask
+            self._timeline = sum_insured_timeline(_one(location_versions), self.con)
             self._versions_key = id(location_versions)
-        rows = premium_bordereau_rows(premiums, self._risks, treaties, participations, self.con, self._versions)
+        rows = premium_bordereau_rows(premiums, self._risks, treaties, participations, self.con, self._timeline)
         self.rows.inc(rows.num_rows)
         if rows.num_rows:
             yield rows

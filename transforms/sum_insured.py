@@ -47,16 +47,17 @@ _EVENTS = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()),
 _OUT = pa.schema([("PolicyId", pa.string()), ("event_id", pa.string()), ("SumInsured", pa.decimal128(38, 9))])
 
 
-def sum_insured_as_of(events: pa.Table, location_versions: pa.Table, con=None) -> pa.Table:
-    """(PolicyId, event_id, SumInsured) for events (PolicyId, event_id, ts); events without a
-    commit time, or before any location was known, get none (callers fall back to the current)."""
-    if events.num_rows == 0 or location_versions.num_rows == 0:
+def sum_insured_as_of(events: pa.Table, timeline: pa.Table, con=None) -> pa.Table:
+    """(PolicyId, event_id, SumInsured) for events (PolicyId, event_id, ts), from the policies'
+    `sum_insured_timeline`; events without a commit time, or before any location was known, get
+    none (callers fall back to the current)."""
+    if events.num_rows == 0 or timeline.num_rows == 0:
         return _OUT.empty_table()
     own = con is None
     con = con or duck.connect()
     try:
         con.register("events", events.cast(_EVENTS).filter(pc.is_valid(events["ts"])))
-        con.register("timeline", sum_insured_timeline(location_versions, con))
+        con.register("timeline", timeline)
         return con.sql(SUM_INSURED_AS_OF_SQL).to_arrow_table().cast(_OUT)
     finally:
         con.unregister("events")
@@ -65,25 +66,15 @@ def sum_insured_as_of(events: pa.Table, location_versions: pa.Table, con=None) -
             con.close()
 
 
-_timeline: tuple[pa.Table, pa.Table] | None = None  # (the changelog it was built from, the timeline)
-
-
 def sum_insured_timeline(location_versions: pa.Table, con=None) -> pa.Table:
-    """(PolicyId, ts, SumInsured) after every commit that changed a policy's locations. Built
-    once per changelog table: every batch of a run asks with the same side input (the cache
-    holds the table itself, so an identity match cannot be a recycled id)."""
-    global _timeline
-    cached = _timeline
-    if cached is not None and cached[0] is location_versions:
-        return cached[1]
+    """(PolicyId, ts, SumInsured) after every commit that changed a policy's locations, from the
+    Locations changelog. Build it once per run (the changelog is a side input) and ask it per batch."""
     own = con is None
     con = con or duck.connect()
     try:
         con.register("location_versions", location_versions)
-        timeline = con.sql(TIMELINE_SQL).to_arrow_table()
+        return con.sql(TIMELINE_SQL).to_arrow_table()
     finally:
         con.unregister("location_versions")
         if own:
             con.close()
-    _timeline = (location_versions, timeline)
-    return timeline
