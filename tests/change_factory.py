@@ -56,6 +56,23 @@ def write_jsonl(path: str, records_or_lines) -> str:
     return path
 
 
+def treaty(tid: str, ttype: str, **kw) -> dict:
+    """A whole Treaties row: a 2026 EUR property treaty, worldwide, with no terms unless given."""
+    row = {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": ttype,
+           "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": date(2026, 1, 1),
+           "ExpiryDate": date(2026, 12, 31), "CessionRate": None, "Retention": None, "Lines": None,
+           "Attachment": None, "Limit": None, "CommissionRate": None, "Territories": None}
+    row.update(kw)
+    return row
+
+
+def location(pid: str, lid: str, building: str) -> dict:
+    """A German location with only a building sum insured."""
+    return {"PolicyId": pid, "LocationId": lid, "CountryCode": "DE", "Zone": "DE-1", "Latitude": 50.1,
+            "Longitude": 8.6, "PerilsCovered": "WTC", "OccupancyCode": 1050, "ConstructionCode": 5000,
+            "BuildingTiv": Decimal(building), "ContentsTiv": Decimal("0"), "BiTiv": Decimal("0")}
+
+
 def policy(pid: str, status: str = "ACTIVE", treaty: str | None = "QS1", currency: str = "EUR", **kw) -> dict:
     row = {
         "PolicyId": pid, "PolicyNumber": f"PN-{pid}", "InsuredName": f"Insured {pid}", "CountryCode": "DE",

@@ -23,7 +23,7 @@ import pyarrow.feather as feather
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 
-from change_factory import policy, record, ts_ns, write_jsonl
+from change_factory import location, policy, record, treaty, ts_ns, write_jsonl
 from pipelines.capture import run_capture
 from pipelines.options import pipeline_options
 from transforms.claims_bordereau import (
@@ -44,19 +44,6 @@ from transforms.report_catalog import CLAIMS_BORDEREAU
 THROUGH = date(2026, 6, 30)
 
 
-def treaty(tid, ttype, **kw):
-    row = {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": ttype,
-           "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": date(2026, 1, 1),
-           "ExpiryDate": date(2026, 12, 31), "CessionRate": None, "Retention": None, "Lines": None,
-           "Attachment": None, "Limit": None, "CommissionRate": None}
-    row.update(kw)
-    return row
-
-
-def location(pid, lid, building):
-    return {"PolicyId": pid, "LocationId": lid, "CountryCode": "DE", "Zone": "DE-1", "Latitude": 50.1,
-            "Longitude": 8.6, "PerilsCovered": "WTC", "OccupancyCode": 1050, "ConstructionCode": 5000,
-            "BuildingTiv": D(building), "ContentsTiv": D("0"), "BiTiv": D("0")}
 
 
 def claim(cid, pid, lid, loss):

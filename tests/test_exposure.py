@@ -13,6 +13,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that, equal_to
 
 from change_factory import policy, record, ts_ns, write_jsonl
+from change_factory import treaty as change_treaty
 from pipelines.capture import run_capture
 from pipelines.options import pipeline_options
 from transforms.exposure import (
@@ -35,12 +36,7 @@ AS_OF = date(2026, 6, 30)
 
 
 def treaty(tid, ttype, **kw):
-    row = {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": ttype,
-           "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": date(2026, 1, 1),
-           "ExpiryDate": date(2027, 1, 1), "CessionRate": None, "Retention": None, "Lines": None,
-           "Attachment": None, "Limit": None, "CommissionRate": None}
-    row.update(kw)
-    return row
+    return change_treaty(tid, ttype, **{"ExpiryDate": date(2027, 1, 1), **kw})
 
 
 def location(pid, lid, zone, perils, building, contents="0", bi=None, country=None):

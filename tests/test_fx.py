@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from change_factory import build_once, policy, record, ts_ns, write_jsonl
+from change_factory import build_once, policy, record, treaty, ts_ns, write_jsonl
 from contract_factory import contract_doc, set_terms, write_contract
 from contracts.model import load_contract
 from pipelines.capture import run_capture
@@ -198,10 +198,7 @@ def test_half_a_minor_unit_in_the_settlement_currency_under_both_modes(tmp_path)
 # -- end to end: a JPY treaty published to partners settling in EUR ----------------------------
 
 def _treaty(tid, currency, cession):
-    return {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": "QUOTA_SHARE",
-            "LineOfBusiness": "PROPERTY", "Currency": currency, "InceptionDate": date(2026, 1, 1),
-            "ExpiryDate": date(2026, 12, 31), "CessionRate": D(cession), "Retention": None, "Lines": None,
-            "Attachment": None, "Limit": None, "CommissionRate": None}
+    return treaty(tid, "QUOTA_SHARE", Currency=currency, CessionRate=D(cession))
 
 
 def _premium(pid, txid, ttype, gross, booked, currency):

@@ -21,7 +21,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from change_factory import policy, record, ts_ns, write_jsonl
+from change_factory import policy, record, treaty, ts_ns, write_jsonl
 from contract_factory import contract_doc, write_contract
 from pipelines.capture import run_capture
 from pipelines.premium_report import run_premium_bordereau
@@ -35,10 +35,7 @@ def _premium(pid, txid, gross, booked):
 
 
 def _treaty():
-    return {"TreatyId": "QS1", "Umr": "B0999QS1", "Name": "QS1", "TreatyType": "QUOTA_SHARE",
-            "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": date(2026, 1, 1),
-            "ExpiryDate": date(2026, 12, 31), "CessionRate": D("0.4"), "Retention": None, "Lines": None,
-            "Attachment": None, "Limit": None, "CommissionRate": D("0.25")}
+    return treaty("QS1", "QUOTA_SHARE", CessionRate=D("0.4"), CommissionRate=D("0.25"))
 
 
 def _location(pid):

@@ -8,26 +8,13 @@ from decimal import Decimal as D
 import pyarrow as pa
 import pytest
 
-from change_factory import policy, record, ts_ns, write_jsonl
+from change_factory import location, policy, record, treaty, ts_ns, write_jsonl
 from contract_factory import contract_doc, write_contract
 from pipelines.capture import run_capture
 from pipelines.premium_report import run_premium_bordereau
 from transforms.report_exports import round_money
 
 
-def treaty(tid, ttype, **kw):
-    row = {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": ttype,
-           "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": date(2026, 1, 1),
-           "ExpiryDate": date(2026, 12, 31), "CessionRate": None, "Retention": None, "Lines": None,
-           "Attachment": None, "Limit": None, "CommissionRate": None}
-    row.update(kw)
-    return row
-
-
-def location(pid, lid, building):
-    return {"PolicyId": pid, "LocationId": lid, "CountryCode": "DE", "Zone": "DE-1", "Latitude": 50.1,
-            "Longitude": 8.6, "PerilsCovered": "WTC", "OccupancyCode": 1050, "ConstructionCode": 5000,
-            "BuildingTiv": D(building), "ContentsTiv": D("0"), "BiTiv": D("0")}
 
 
 def premium(pid, txid, ttype, gross, tax="0"):

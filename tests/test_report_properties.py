@@ -34,6 +34,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from change_factory import policy as policy_row, record, ts_ns, write_jsonl
+from change_factory import treaty as treaty_row
 from contract_factory import contract_doc, write_contract
 from pipelines.capture import run_capture
 from pipelines.premium_report import run_premium_bordereau
@@ -160,10 +161,7 @@ def draw_book(draw, policies=(1, 6)) -> Book:
     kinds += [draw.choice(("QUOTA_SHARE", "SURPLUS")) for _ in range(draw.int(0, 2))]
     for i, kind in enumerate(kinds, 1):
         tid = {"QUOTA_SHARE": "QS", "SURPLUS": "SP", "XOL_PER_RISK": "XL"}[kind] + str(i)
-        t = {"TreatyId": tid, "Umr": f"B0999{tid}", "Name": tid, "TreatyType": kind, "LineOfBusiness": "PROPERTY",
-             "Currency": draw.choice(CURRENCIES), "InceptionDate": START, "ExpiryDate": date(2027, 1, 1),
-             "CessionRate": None, "Retention": None, "Lines": None, "Attachment": None, "Limit": None,
-             "CommissionRate": None}
+        t = treaty_row(tid, kind, Currency=draw.choice(CURRENCIES), InceptionDate=START, ExpiryDate=date(2027, 1, 1))
         if kind == "QUOTA_SHARE":
             t["CessionRate"] = Decimal(draw.int(0, 10000)) / 10000
         elif kind == "SURPLUS":
@@ -682,10 +680,8 @@ def test_a_month_of_return_premium_on_a_partly_placed_treaty_reconciles(tmp_path
                 "BookedDate": booked, "GrossPremium": Decimal(gross), "CommissionAmount": ZERO,
                 "TaxAmount": ZERO, "Currency": "EUR"}
 
-    qs1 = {"TreatyId": "QS1", "Umr": "B0999QS1", "Name": "QS1", "TreatyType": "QUOTA_SHARE",
-           "LineOfBusiness": "PROPERTY", "Currency": "EUR", "InceptionDate": START, "ExpiryDate": date(2027, 1, 1),
-           "CessionRate": Decimal("0.4"), "Retention": None, "Lines": None, "Attachment": None, "Limit": None,
-           "CommissionRate": None}
+    qs1 = treaty_row("QS1", "QUOTA_SHARE", InceptionDate=START, ExpiryDate=date(2027, 1, 1),
+                     CessionRate=Decimal("0.4"))
     write_jsonl(str(tmp_path / "changes" / "book.jsonl"), [
         record("Reinsurers", "INSERT", [{"ReinsurerId": "alpine-re", "Name": "Alpine", "CountryCode": "CH"}],
                ts_ns=ts_ns(1), txn="r", seq=0, records_in_txn=3),
